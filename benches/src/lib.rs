@@ -1,0 +1,1 @@
+//! Benches and load generator: see issue "Load harness"; nothing here yet.

@@ -1,0 +1,102 @@
+//! Bad frames get the documented error codes, with the request id when it is known.
+
+use wardline_protocol::wire::{self, DecodeError, ErrorCode};
+
+fn code_of(text: &str) -> (Option<u64>, ErrorCode) {
+    let e: DecodeError = wire::decode_request(text).expect_err("must be refused");
+    (e.re, e.code)
+}
+
+#[test]
+fn not_json_is_bad_frame() {
+    assert_eq!(code_of("hello"), (None, ErrorCode::BadFrame));
+    assert_eq!(code_of("[1,2]"), (None, ErrorCode::BadFrame));
+    assert_eq!(code_of("{\"type\":\"login\""), (None, ErrorCode::BadFrame));
+}
+
+#[test]
+fn unknown_type_is_bad_request_with_re() {
+    assert_eq!(
+        code_of(r#"{"type":"frobnicate","id":4}"#),
+        (Some(4), ErrorCode::BadRequest)
+    );
+}
+
+#[test]
+fn missing_id_or_type_is_bad_request() {
+    assert_eq!(
+        code_of(r#"{"type":"logout"}"#),
+        (None, ErrorCode::BadRequest)
+    );
+    assert_eq!(
+        code_of(r#"{"type":"logout","id":-1}"#),
+        (None, ErrorCode::BadRequest)
+    );
+    assert_eq!(code_of(r#"{"id":9}"#), (Some(9), ErrorCode::BadRequest));
+}
+
+#[test]
+fn missing_field_is_bad_request_with_re() {
+    assert_eq!(
+        code_of(r#"{"type":"resume","id":2}"#),
+        (Some(2), ErrorCode::BadRequest)
+    );
+}
+
+#[test]
+fn oversized_frame_is_too_large() {
+    let big = format!(
+        r#"{{"type":"logout","id":1,"pad":"{}"}}"#,
+        "x".repeat(wire::MAX_FRAME_BYTES)
+    );
+    assert_eq!(code_of(&big), (None, ErrorCode::TooLarge));
+}
+
+#[test]
+fn unknown_fields_are_ignored() {
+    let f = wire::decode_request(r#"{"type":"logout","id":3,"future":{"x":1}}"#).expect("accepted");
+    assert_eq!(f.id, 3);
+    assert_eq!(f.request.type_name(), "logout");
+}
+
+#[test]
+fn error_messages_never_echo_secret_values() {
+    let e = wire::decode_request(r#"{"type":"enrol_start","id":1,"code":"ABC","password":12345}"#)
+        .expect_err("password must be a string");
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert!(!e.message.contains("12345"), "{}", e.message);
+    let e = wire::decode_request(r#"{"type":"admin_user_create","id":1,"username":"Hunter2Secret","display_name":"x","role":"admin"}"#)
+        .expect_err("bad username");
+    assert!(!e.message.contains("Hunter2Secret"), "{}", e.message);
+}
+
+#[test]
+fn every_request_type_decodes_its_documented_example() {
+    // Minimal valid example for each type; keeps TYPES and the decoder in step.
+    let pk = wardline_protocol::b64::encode([9u8; 32]);
+    for t in wire::Request::TYPES {
+        let fields = match *t {
+            "enrol_start" => r#""code":"c","password":"p""#.to_string(),
+            "enrol_finish" => format!(
+                r#""code":"c","totp":"123456","device":{{"name":"n","kem_pk":"{pk}","sig_pk":"{pk}"}}"#
+            ),
+            "login" => r#""username":"a","password":"p","totp":"1","device":{"device_id":"d-1"}"#
+                .to_string(),
+            "resume" => r#""token":"t""#.to_string(),
+            "logout" | "conversations" => String::new(),
+            "admin_user_create" => {
+                r#""username":"jsmith","display_name":"J","role":"clinician""#.to_string()
+            }
+            "lookup" => r#""usernames":["a"]"#.to_string(),
+            "devices" => r#""user_ids":["u-1"]"#.to_string(),
+            "conversation_create" => r#""members":["u-1"],"title":"t""#.to_string(),
+            "send" => continue, // covered by the envelope tests
+            "ack" => r#""conv_id":"c-1","seq":3"#.to_string(),
+            other => panic!("no example for request type {other}: add one"),
+        };
+        let sep = if fields.is_empty() { "" } else { "," };
+        let text = format!(r#"{{"type":"{t}","id":1{sep}{fields}}}"#);
+        let f = wire::decode_request(&text).unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert_eq!(f.request.type_name(), *t);
+    }
+}
