@@ -28,7 +28,7 @@ pub enum KeyError {
 macro_rules! public_key {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Serialize, Deserialize, Hash)]
+        #[derive(Clone, Copy, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(#[serde(with = "b64")] [u8; 32]);
 

@@ -86,23 +86,22 @@ proptest! {
         damaged[i] = damaged[i].wrapping_add(delta);
         // The change may break the JSON, a field's syntax, or the crypto;
         // what must never happen is a different envelope opening at all.
-        if let Ok(text) = std::str::from_utf8(&damaged) {
-            if let Ok(env2) = serde_json::from_str::<Envelope>(text) {
-                if env2 != env {
-                    // Key entries are not signed (PROTOCOL.md): a change to one
-                    // device's entry must stop that device, and leave every
-                    // other device opening the unchanged message. A change
-                    // anywhere else must stop every device.
-                    let only_keys = Envelope { keys: env.keys.clone(), ..env2.clone() } == env;
-                    for (j, (id, s)) in recips.iter().enumerate() {
-                        let entry_changed = env2.keys.get(j) != env.keys.get(j);
-                        let opened = envelope::open(&env2, id, s, &sender.public().sig_pk);
-                        if only_keys && !entry_changed {
-                            prop_assert_eq!(opened.expect("untouched entry opens"), body.clone());
-                        } else {
-                            prop_assert!(opened.is_err(), "byte {} changed and device {} still opened", i, j);
-                        }
-                    }
+        let decoded = std::str::from_utf8(&damaged)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Envelope>(text).ok());
+        if let Some(env2) = decoded.filter(|e| *e != env) {
+            // Key entries are not signed (PROTOCOL.md): a change to one
+            // device's entry must stop that device, and leave every other
+            // device opening the unchanged message. A change anywhere else
+            // must stop every device.
+            let only_keys = Envelope { keys: env.keys.clone(), ..env2.clone() } == env;
+            for (j, (id, s)) in recips.iter().enumerate() {
+                let entry_changed = env2.keys.get(j) != env.keys.get(j);
+                let opened = envelope::open(&env2, id, s, &sender.public().sig_pk);
+                if only_keys && !entry_changed {
+                    prop_assert_eq!(opened.expect("untouched entry opens"), body.clone());
+                } else {
+                    prop_assert!(opened.is_err(), "byte {} changed and device {} still opened", i, j);
                 }
             }
         }

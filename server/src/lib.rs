@@ -1,1 +1,107 @@
-//! server
+//! The Wardline messaging server.
+//!
+//! * [`config`]: the typed, validated configuration.
+//! * [`net`]: TCP listener and WebSocket upgrade.
+//! * [`session`]: one connection's state machine and request dispatch.
+//! * [`auth`]: passwords, TOTP, enrolment, sessions, lockout.
+//! * [`admin`]: provisioning, and the bootstrap admin.
+//! * [`directory`], [`conversations`], [`messaging`]: the services.
+//! * [`hub`]: connected devices and delivery of committed messages.
+//! * [`store`]: the `Store` trait, sled, encryption at rest, group commit.
+//!
+//! [`run`] takes an already-bound listener, so tests start a server on
+//! `127.0.0.1:0`.
+
+pub mod admin;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod conversations;
+pub mod directory;
+pub mod error;
+pub mod hub;
+pub mod messaging;
+pub mod net;
+pub mod session;
+pub mod state;
+pub mod store;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use clock::Clock;
+pub use config::Config;
+pub use state::State;
+
+use store::{SledStore, Store, Writer};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration breaks a rule.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The data directory or key is unusable.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The bootstrap admin could not be created.
+    #[error(transparent)]
+    Bootstrap(#[from] admin::BootstrapError),
+    /// Other I/O at start.
+    #[error("cannot prepare the data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A server ready to serve: state opened, bootstrap done.
+#[derive(Debug)]
+pub struct Server {
+    /// Shared state.
+    pub state: Arc<State>,
+    /// The bootstrap admin's code, when this start created it.
+    pub bootstrap_code: Option<wardline_protocol::Secret>,
+}
+
+impl Server {
+    /// Validates `config`, opens the data directory (creating it and the data
+    /// key when new), and creates the bootstrap admin on an empty store.
+    pub fn open(
+        config: Config,
+        data_key_env: Option<&str>,
+        clock: Clock,
+    ) -> Result<Self, StartError> {
+        config.validate()?;
+        let dir = &config.data_dir;
+        let fresh = !dir.join("store").exists();
+        std::fs::create_dir_all(dir)?;
+        let (key, _) = store::load_or_create_data_key(dir, data_key_env, fresh)?;
+        let sled = SledStore::open(&dir.join("store"), &key)?;
+        let store: Arc<dyn Store> = Arc::new(sled);
+        let hub = Arc::new(hub::Hub::default());
+        let deliver = hub.clone();
+        let writer = Writer::start(
+            store.clone(),
+            clock.clone(),
+            Box::new(move |b| deliver.deliver(b)),
+        );
+        let state = Arc::new(State {
+            config,
+            store,
+            writer,
+            hub,
+            clock,
+            auth: auth::Auth::new(),
+        });
+        let bootstrap_code = admin::bootstrap(&state)?;
+        Ok(Self {
+            state,
+            bootstrap_code,
+        })
+    }
+
+    /// Serves `listener` until `shutdown` turns true.
+    pub async fn run(self, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        net::serve(listener, self.state, shutdown).await;
+    }
+}

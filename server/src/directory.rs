@@ -1,0 +1,76 @@
+//! The organisation's directory: users by username, and their devices' public keys.
+
+use std::collections::BTreeSet;
+
+use wardline_protocol::wire::{DeviceInfo, DevicesOk, Lookup, LookupOk, UserInfo};
+use wardline_protocol::{UserId, Username};
+
+use crate::auth::Authed;
+use crate::error::ApiError;
+use crate::state::State;
+use crate::store::{Device, DeviceState, UserState};
+
+/// Most names or ids in one directory request.
+pub const MAX_DIRECTORY_QUERY: usize = 250;
+
+/// `lookup`: users by username; unknown and disabled ones are left out.
+pub fn lookup(state: &State, _authed: &Authed, req: Lookup) -> Result<LookupOk, ApiError> {
+    if req.usernames.len() > MAX_DIRECTORY_QUERY {
+        return Err(ApiError::bad_request(format!(
+            "look up at most {MAX_DIRECTORY_QUERY} usernames at a time"
+        )));
+    }
+    let mut users = Vec::new();
+    for name in &req.usernames {
+        let Ok(name) = Username::parse(name.trim()) else {
+            continue;
+        };
+        let Some(id) = state.store.user_id_by_username(&name)? else {
+            continue;
+        };
+        if let Some(u) = state.store.user(&id)?
+            && u.state != UserState::Disabled
+        {
+            users.push(UserInfo {
+                user_id: u.id,
+                username: u.username,
+                display_name: u.display_name,
+                role: u.role,
+            });
+        }
+    }
+    Ok(LookupOk { users })
+}
+
+/// The active devices of `user`.
+pub fn active_devices(state: &State, user: &UserId) -> Result<Vec<Device>, ApiError> {
+    let mut list = state.store.devices_of(user)?;
+    list.retain(|d| d.state == DeviceState::Active);
+    Ok(list)
+}
+
+/// `devices`: active devices of the given users, for sealing.
+pub fn devices(
+    state: &State,
+    _authed: &Authed,
+    req: wardline_protocol::wire::Devices,
+) -> Result<DevicesOk, ApiError> {
+    if req.user_ids.len() > MAX_DIRECTORY_QUERY {
+        return Err(ApiError::bad_request(format!(
+            "ask for at most {MAX_DIRECTORY_QUERY} users at a time"
+        )));
+    }
+    let unique: BTreeSet<&UserId> = req.user_ids.iter().collect();
+    let mut devices = Vec::new();
+    for user in unique {
+        for d in active_devices(state, user)? {
+            devices.push(DeviceInfo {
+                user_id: d.user_id,
+                device_id: d.id,
+                kem_pk: d.kem_pk,
+                sig_pk: d.sig_pk,
+            });
+        }
+    }
+    Ok(DevicesOk { devices })
+}

@@ -1,0 +1,299 @@
+//! One connection's life: unauthenticated → authenticated(device) → closed.
+//!
+//! Each connection is one `select!` loop over inbound frames, its bounded
+//! outbound queue from the hub, sends waiting for their commit, and
+//! shutdown. Requests that need a session take an [`Authed`], which only a
+//! successful `enrol_finish`, `login` or `resume` produces.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::{self, Message};
+use wardline_protocol::ConversationId;
+use wardline_protocol::wire::{self, Empty, ErrorCode, ErrorFrame, Request, RequestFrame};
+
+use crate::auth::{self, Authed};
+use crate::error::ApiError;
+use crate::hub::{Outbound, Registration};
+use crate::state::State;
+use crate::{admin, conversations, directory, messaging};
+
+/// A connection that has not authenticated by then is closed.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Pending = Pin<Box<dyn Future<Output = (u64, Result<String, ApiError>)> + Send>>;
+
+struct Live {
+    authed: Authed,
+    reg: Registration,
+    /// Highest `seq` written to this connection per conversation, so a push
+    /// that races the backlog is never sent twice.
+    delivered: HashMap<ConversationId, u64>,
+}
+
+/// Serves one upgraded WebSocket until it closes or the server shuts down.
+pub async fn serve<S>(state: Arc<State>, ws: S, mut shutdown: watch::Receiver<bool>)
+where
+    S: Stream<Item = Result<Message, tungstenite::Error>>
+        + Sink<Message, Error = tungstenite::Error>
+        + Unpin,
+{
+    let (mut sink, mut stream) = ws.split();
+    let mut live: Option<Live> = None;
+    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let auth_deadline = tokio::time::sleep(AUTH_TIMEOUT);
+    tokio::pin!(auth_deadline);
+
+    loop {
+        let out: Vec<String> = tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    handle_text(&state, &mut live, &mut pending, text.as_str()).await
+                }
+                Some(Ok(Message::Binary(_))) => vec![wire::encode_error(&ErrorFrame::new(
+                    None,
+                    ErrorCode::BadFrame,
+                    "binary frames are not accepted; send JSON in text frames",
+                ))],
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
+                Some(Err(tungstenite::Error::Capacity(_))) => {
+                    // Far beyond the frame limit: the stream cannot be resynchronised.
+                    let _ = sink
+                        .send(Message::text(wire::encode_error(&ErrorFrame::new(
+                            None,
+                            ErrorCode::TooLarge,
+                            "frame far exceeds the 256 KiB limit; closing",
+                        ))))
+                        .await;
+                    break;
+                }
+                Some(Err(_)) => break,
+            },
+            Some((re, result)) = pending.next(), if !pending.is_empty() => {
+                vec![match result {
+                    Ok(frame) => frame,
+                    Err(e) => wire::encode_error(&e.into_frame(Some(re))),
+                }]
+            }
+            pushed = next_push(&mut live) => match pushed {
+                Push::Frame(frame) => vec![frame],
+                Push::Duplicate => continue,
+                Push::Kicked => {
+                    tracing::info!("closing a connection that fell too far behind");
+                    break;
+                }
+            },
+            _ = &mut auth_deadline, if live.is_none() => {
+                tracing::debug!("closing a connection that did not authenticate in time");
+                break;
+            }
+            _ = shutdown.changed() => break,
+        };
+        let mut failed = false;
+        for frame in out {
+            if sink.feed(Message::text(frame)).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if failed || sink.flush().await.is_err() {
+            break;
+        }
+    }
+    if let Some(l) = live {
+        state.hub.unregister(&l.authed.device_id, l.reg.id);
+    }
+    let _ = sink.close().await;
+}
+
+enum Push {
+    Frame(String),
+    Duplicate,
+    Kicked,
+}
+
+/// The next frame the hub queued for this connection, or the order to close
+/// because the queue overflowed. Never resolves before authentication.
+async fn next_push(live: &mut Option<Live>) -> Push {
+    let Some(l) = live.as_mut() else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        biased;
+        _ = l.reg.kick.notified() => Push::Kicked,
+        out = l.reg.rx.recv() => match out {
+            Some(Outbound::Message { conv_id, seq, frame }) => {
+                let last = l.delivered.entry(conv_id).or_insert(0);
+                if seq <= *last {
+                    return Push::Duplicate;
+                }
+                *last = seq;
+                Push::Frame(frame)
+            }
+            None => std::future::pending().await,
+        },
+    }
+}
+
+async fn handle_text(
+    state: &Arc<State>,
+    live: &mut Option<Live>,
+    pending: &mut FuturesUnordered<Pending>,
+    text: &str,
+) -> Vec<String> {
+    let frame = match wire::decode_request(text) {
+        Ok(f) => f,
+        Err(e) => return vec![wire::encode_error(&ErrorFrame::from(e))],
+    };
+    let re = frame.id;
+    match dispatch(state, live, pending, frame).await {
+        Ok(frames) => frames,
+        Err(e) => vec![wire::encode_error(&e.into_frame(Some(re)))],
+    }
+}
+
+async fn dispatch(
+    state: &Arc<State>,
+    live: &mut Option<Live>,
+    pending: &mut FuturesUnordered<Pending>,
+    frame: RequestFrame,
+) -> Result<Vec<String>, ApiError> {
+    let re = frame.id;
+    let ok = |body: &dyn erased::Body| Ok(vec![body.encode(re)]);
+    match frame.request {
+        Request::EnrolStart(r) => ok(&auth::enrol_start(state, r).await?),
+        Request::EnrolFinish(r) => {
+            refuse_if_authenticated(live)?;
+            let (reply, authed) = auth::enrol_finish(state, r).await?;
+            begin(state, live, authed, wire::encode_ok(re, &reply))
+        }
+        Request::Login(r) => {
+            refuse_if_authenticated(live)?;
+            let (reply, authed) = auth::login(state, r).await?;
+            begin(state, live, authed, wire::encode_ok(re, &reply))
+        }
+        Request::Resume(r) => {
+            refuse_if_authenticated(live)?;
+            let (reply, authed) = auth::resume(state, r).await?;
+            begin(state, live, authed, wire::encode_ok(re, &reply))
+        }
+        other => {
+            let Some(l) = live.as_mut() else {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "log in, enrol or resume a session first",
+                ));
+            };
+            if l.authed.expires_at <= state.clock.now_ms() {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "this session has expired; log in again",
+                ));
+            }
+            let authed = &l.authed;
+            match other {
+                Request::Logout(_) => {
+                    auth::logout(state, authed)?;
+                    let reply = wire::encode_ok(re, &Empty {});
+                    if let Some(l) = live.take() {
+                        state.hub.unregister(&l.authed.device_id, l.reg.id);
+                        state
+                            .hub
+                            .end_session(&l.authed.device_id, &l.authed.token_hash);
+                    }
+                    Ok(vec![reply])
+                }
+                Request::AdminUserCreate(r) => ok(&admin::user_create(state, authed, r)?),
+                Request::Lookup(r) => ok(&directory::lookup(state, authed, r)?),
+                Request::Devices(r) => ok(&directory::devices(state, authed, r)?),
+                Request::ConversationCreate(r) => ok(&conversations::create(state, authed, r)?),
+                Request::Conversations(_) => ok(&conversations::list(state, authed)?),
+                Request::Send(r) => {
+                    let msg = messaging::check_send(state, authed, &r.envelope)?;
+                    let writer = state.writer.clone();
+                    pending.push(Box::pin(async move {
+                        (re, messaging::commit(writer, re, msg).await)
+                    }));
+                    Ok(Vec::new())
+                }
+                Request::Ack(r) => {
+                    messaging::ack(state, authed, r)?;
+                    ok(&Empty {})
+                }
+                Request::EnrolStart(_)
+                | Request::EnrolFinish(_)
+                | Request::Login(_)
+                | Request::Resume(_) => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn refuse_if_authenticated(live: &Option<Live>) -> Result<(), ApiError> {
+    if live.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "this connection is already authenticated; open a new connection for another session",
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the authenticated phase: registers with the hub first (so nothing
+/// committed from now on is missed), then queues everything stored after the
+/// device's cursors behind the `ok`, in `seq` order per conversation.
+fn begin(
+    state: &Arc<State>,
+    live: &mut Option<Live>,
+    authed: Authed,
+    reply: String,
+) -> Result<Vec<String>, ApiError> {
+    let reg = state.hub.register(&authed.device_id, authed.token_hash);
+    let mut l = Live {
+        authed,
+        reg,
+        delivered: HashMap::new(),
+    };
+    let mut frames = vec![reply];
+    let result = (|| {
+        for conv in state.store.conversations_of(&l.authed.user.id)? {
+            let mut after = state.store.cursor(&l.authed.device_id, &conv)?;
+            loop {
+                let page = messaging::backlog_page(state, &l.authed.device_id, &conv, after)?;
+                for (seq, frame) in page.frames {
+                    l.delivered.insert(conv.clone(), seq);
+                    frames.push(frame);
+                }
+                match page.next_after {
+                    Some(n) => after = n,
+                    None => break,
+                }
+            }
+        }
+        Ok::<(), ApiError>(())
+    })();
+    if let Err(e) = result {
+        state.hub.unregister(&l.authed.device_id, l.reg.id);
+        return Err(e);
+    }
+    *live = Some(l);
+    Ok(frames)
+}
+
+/// Lets `dispatch` encode any reply type through one helper.
+mod erased {
+    pub trait Body {
+        fn encode(&self, re: u64) -> String;
+    }
+    impl<T: serde::Serialize> Body for T {
+        fn encode(&self, re: u64) -> String {
+            wardline_protocol::wire::encode_ok(re, self)
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Persistence: the [`Store`] trait (the seam where a PostgreSQL backend will
+//! later fit), its embedded sled implementation, encryption at rest, and the
+//! single writer that group-commits messages.
+//!
+//! Nothing outside this module knows sled exists or how keys are laid out.
+
+mod data_key;
+mod keys;
+pub mod model;
+mod seal;
+mod sled_store;
+mod writer;
+
+pub use data_key::{DataKeySource, load_or_create_data_key};
+pub use model::*;
+pub use sled_store::SledStore;
+pub use writer::{Committed, Writer};
+
+use wardline_protocol::{ConversationId, DeviceId, UserId, Username};
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The disk or the database failed.
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    /// Stored bytes are unreadable (wrong data key, or damage).
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(&'static str),
+    /// The data key does not open this data directory.
+    #[error(
+        "the data key does not match this data directory: use the data.key (or \
+         WARDLINE_DATA_KEY) that was in use when the directory was created"
+    )]
+    WrongKey,
+    /// A unique name is taken.
+    #[error("already exists")]
+    Conflict,
+    /// The writer has stopped (the server is shutting down).
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// Shorthand for store results.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything the server keeps. Implementations are shared between tasks.
+///
+/// `append_messages` must only be called by the [`Writer`], which is what
+/// makes sequence numbers gap-free without a lock on the send path.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// True when no user exists yet (a new deployment).
+    fn has_users(&self) -> Result<bool>;
+    /// Creates a user; `Conflict` if the username is taken.
+    fn insert_user(&self, user: &User) -> Result<()>;
+    /// Replaces a user record.
+    fn put_user(&self, user: &User) -> Result<()>;
+    /// A user by id.
+    fn user(&self, id: &UserId) -> Result<Option<User>>;
+    /// A user id by username.
+    fn user_id_by_username(&self, name: &Username) -> Result<Option<UserId>>;
+
+    /// Stores a pending enrolment under the hash of its code.
+    fn put_enrolment(&self, code_hash: &[u8; 32], e: &Enrolment) -> Result<()>;
+    /// The pending enrolment for a code hash.
+    fn enrolment(&self, code_hash: &[u8; 32]) -> Result<Option<Enrolment>>;
+    /// Removes a spent enrolment code.
+    fn remove_enrolment(&self, code_hash: &[u8; 32]) -> Result<()>;
+
+    /// Creates or replaces a device.
+    fn put_device(&self, d: &Device) -> Result<()>;
+    /// A device by id.
+    fn device(&self, id: &DeviceId) -> Result<Option<Device>>;
+    /// All devices of a user, in any state.
+    fn devices_of(&self, user: &UserId) -> Result<Vec<Device>>;
+
+    /// Stores a session under the hash of its token.
+    fn put_session(&self, token_hash: &[u8; 32], s: &Session) -> Result<()>;
+    /// The session for a token hash.
+    fn session(&self, token_hash: &[u8; 32]) -> Result<Option<Session>>;
+    /// Ends a session.
+    fn remove_session(&self, token_hash: &[u8; 32]) -> Result<()>;
+
+    /// Creates a conversation and indexes it under each member.
+    fn insert_conversation(&self, c: &Conversation) -> Result<()>;
+    /// A conversation by id.
+    fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>>;
+    /// The conversations a user belongs to.
+    fn conversations_of(&self, user: &UserId) -> Result<Vec<ConversationId>>;
+
+    /// Appends messages in order, assigning sequence numbers (writer only).
+    fn append_messages(&self, batch: &[NewMessage], now_ms: i64) -> Result<Vec<Appended>>;
+    /// The newest sequence number of a conversation (0 when empty).
+    fn last_seq(&self, conv: &ConversationId) -> Result<u64>;
+    /// Up to `limit` messages with `seq > after`, in order.
+    fn messages_after(
+        &self,
+        conv: &ConversationId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>>;
+
+    /// The highest `seq` this device acknowledged in a conversation.
+    fn cursor(&self, device: &DeviceId, conv: &ConversationId) -> Result<u64>;
+    /// Moves a cursor forward (never back); returns the new value.
+    fn advance_cursor(&self, device: &DeviceId, conv: &ConversationId, seq: u64) -> Result<u64>;
+
+    /// Makes every write so far durable: on disk, past the drive's cache.
+    fn sync(&self) -> Result<()>;
+}

@@ -1,0 +1,371 @@
+//! The embedded store: sled in the data directory, every value sealed.
+
+use std::fs::File;
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wardline_protocol::{ConversationId, DeviceId, UserId, Username};
+use zeroize::Zeroizing;
+
+use super::keys;
+use super::model::*;
+use super::seal::Sealer;
+use super::{Result, Store, StoreError};
+
+const KEY_CHECK: &[u8] = b"wardline data key check v1";
+
+/// sled-backed [`Store`].
+#[derive(Debug)]
+pub struct SledStore {
+    db: sled::Db,
+    /// sled's main file, fdatasync'd after each flush (see [`Store::sync`]).
+    data_file: File,
+    sealer: Sealer,
+    users: sled::Tree,
+    usernames: sled::Tree,
+    enrolments: sled::Tree,
+    devices: sled::Tree,
+    user_devices: sled::Tree,
+    sessions: sled::Tree,
+    conversations: sled::Tree,
+    user_convs: sled::Tree,
+    messages: sled::Tree,
+    cursors: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir` with the data key. A key that does
+    /// not match the data already there is refused with [`StoreError::WrongKey`].
+    pub fn open(dir: &Path, data_key: &Zeroizing<[u8; 32]>) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            // sled's own periodic fsync is redundant: `sync` does it per batch.
+            .flush_every_ms(None)
+            .open()?;
+        let data_file = File::open(dir.join("db"))?;
+        let t = |name: &str| db.open_tree(name);
+        let store = Self {
+            sealer: Sealer::new(data_key),
+            users: t("users")?,
+            usernames: t("usernames")?,
+            enrolments: t("enrolments")?,
+            devices: t("devices")?,
+            user_devices: t("user_devices")?,
+            sessions: t("sessions")?,
+            conversations: t("conversations")?,
+            user_convs: t("user_convs")?,
+            messages: t("messages")?,
+            cursors: t("cursors")?,
+            meta: t("meta")?,
+            data_file,
+            db,
+        };
+        store.check_key()?;
+        Ok(store)
+    }
+
+    fn check_key(&self) -> Result<()> {
+        match self.meta.get(b"key_check")? {
+            Some(v) => match self.sealer.open("meta", b"key_check", &v) {
+                Ok(plain) if plain == KEY_CHECK => Ok(()),
+                _ => Err(StoreError::WrongKey),
+            },
+            None => {
+                let sealed = self.sealer.seal("meta", b"key_check", KEY_CHECK);
+                self.meta.insert(b"key_check", sealed)?;
+                self.sync()
+            }
+        }
+    }
+
+    fn put<T: Serialize>(&self, tree: &sled::Tree, name: &str, key: &[u8], v: &T) -> Result<()> {
+        let plain = Zeroizing::new(serde_json::to_vec(v).expect("records always serialise"));
+        tree.insert(key, self.sealer.seal(name, key, &plain))?;
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        name: &str,
+        key: &[u8],
+    ) -> Result<Option<T>> {
+        match tree.get(key)? {
+            None => Ok(None),
+            Some(v) => self.decode(name, key, &v).map(Some),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, name: &str, key: &[u8], v: &[u8]) -> Result<T> {
+        let plain = Zeroizing::new(self.sealer.open(name, key, v)?);
+        serde_json::from_slice(&plain)
+            .map_err(|_| StoreError::Corrupt("a stored record does not parse"))
+    }
+
+    fn seq_value(&self, key: &[u8], v: &[u8]) -> Result<u64> {
+        self.decode("cursors", key, v)
+    }
+}
+
+impl Store for SledStore {
+    fn has_users(&self) -> Result<bool> {
+        Ok(!self.users.is_empty())
+    }
+
+    fn insert_user(&self, user: &User) -> Result<()> {
+        let idx = self.sealer.index_key("username", user.username.as_str());
+        let id_sealed = self
+            .sealer
+            .seal("usernames", &idx, user.id.as_str().as_bytes());
+        // Claim the username atomically: two admins racing for one name get
+        // one success and one conflict.
+        match self
+            .usernames
+            .compare_and_swap(&idx, None as Option<&[u8]>, Some(id_sealed))?
+        {
+            Ok(()) => self.put_user(user),
+            Err(_) => Err(StoreError::Conflict),
+        }
+    }
+
+    fn put_user(&self, user: &User) -> Result<()> {
+        self.put(&self.users, "users", &keys::id(user.id.as_str()), user)
+    }
+
+    fn user(&self, id: &UserId) -> Result<Option<User>> {
+        self.get(&self.users, "users", &keys::id(id.as_str()))
+    }
+
+    fn user_id_by_username(&self, name: &Username) -> Result<Option<UserId>> {
+        let idx = self.sealer.index_key("username", name.as_str());
+        match self.usernames.get(&idx)? {
+            None => Ok(None),
+            Some(v) => {
+                let raw = self.sealer.open("usernames", &idx, &v)?;
+                let s = String::from_utf8(raw).map_err(|_| StoreError::Corrupt("user id"))?;
+                UserId::parse(s)
+                    .map(Some)
+                    .map_err(|_| StoreError::Corrupt("user id"))
+            }
+        }
+    }
+
+    fn put_enrolment(&self, code_hash: &[u8; 32], e: &Enrolment) -> Result<()> {
+        self.put(&self.enrolments, "enrolments", code_hash, e)
+    }
+
+    fn enrolment(&self, code_hash: &[u8; 32]) -> Result<Option<Enrolment>> {
+        self.get(&self.enrolments, "enrolments", code_hash)
+    }
+
+    fn remove_enrolment(&self, code_hash: &[u8; 32]) -> Result<()> {
+        self.enrolments.remove(code_hash)?;
+        Ok(())
+    }
+
+    fn put_device(&self, d: &Device) -> Result<()> {
+        self.put(&self.devices, "devices", &keys::id(d.id.as_str()), d)?;
+        self.user_devices
+            .insert(keys::user_device(&d.user_id, &d.id), &[])?;
+        Ok(())
+    }
+
+    fn device(&self, id: &DeviceId) -> Result<Option<Device>> {
+        self.get(&self.devices, "devices", &keys::id(id.as_str()))
+    }
+
+    fn devices_of(&self, user: &UserId) -> Result<Vec<Device>> {
+        let mut out = Vec::new();
+        for kv in self.user_devices.scan_prefix(keys::prefix(user.as_str())) {
+            let (k, _) = kv?;
+            let id = keys::second(&k)
+                .and_then(|s| DeviceId::parse(s).ok())
+                .ok_or(StoreError::Corrupt("device index key"))?;
+            if let Some(d) = self.device(&id)? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_session(&self, token_hash: &[u8; 32], s: &Session) -> Result<()> {
+        self.put(&self.sessions, "sessions", token_hash, s)
+    }
+
+    fn session(&self, token_hash: &[u8; 32]) -> Result<Option<Session>> {
+        self.get(&self.sessions, "sessions", token_hash)
+    }
+
+    fn remove_session(&self, token_hash: &[u8; 32]) -> Result<()> {
+        self.sessions.remove(token_hash)?;
+        Ok(())
+    }
+
+    fn insert_conversation(&self, c: &Conversation) -> Result<()> {
+        self.put(
+            &self.conversations,
+            "conversations",
+            &keys::id(c.id.as_str()),
+            c,
+        )?;
+        for m in &c.members {
+            self.user_convs.insert(keys::user_conv(m, &c.id), &[])?;
+        }
+        Ok(())
+    }
+
+    fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>> {
+        self.get(&self.conversations, "conversations", &keys::id(id.as_str()))
+    }
+
+    fn conversations_of(&self, user: &UserId) -> Result<Vec<ConversationId>> {
+        self.user_convs
+            .scan_prefix(keys::prefix(user.as_str()))
+            .map(|kv| {
+                let (k, _) = kv?;
+                keys::second(&k)
+                    .and_then(|s| ConversationId::parse(s).ok())
+                    .ok_or(StoreError::Corrupt("conversation index key"))
+            })
+            .collect()
+    }
+
+    fn append_messages(&self, batch: &[NewMessage], now_ms: i64) -> Result<Vec<Appended>> {
+        let mut out = Vec::with_capacity(batch.len());
+        let mut writes = sled::Batch::default();
+        // Sequence numbers handed out in this batch but not yet applied.
+        let mut next: std::collections::HashMap<&ConversationId, u64> = Default::default();
+        let mut seen: std::collections::HashMap<[u8; 16], (&ConversationId, u64)> =
+            Default::default();
+        for m in batch {
+            let idx = keys::msg_id_index(&m.msg_id);
+            let earlier = match seen.get(m.msg_id.as_bytes()) {
+                Some((c, s)) => Some(((*c).clone(), *s)),
+                None => self.stored_msg_id(&idx)?,
+            };
+            if let Some((conv, seq)) = earlier {
+                out.push(if conv == m.conv_id {
+                    Appended::Duplicate(seq)
+                } else {
+                    Appended::IdClash
+                });
+                continue;
+            }
+            let seq = match next.get(&m.conv_id) {
+                Some(s) => *s,
+                None => self.last_seq(&m.conv_id)? + 1,
+            };
+            next.insert(&m.conv_id, seq + 1);
+            seen.insert(*m.msg_id.as_bytes(), (&m.conv_id, seq));
+            let key = keys::message(&m.conv_id, seq);
+            let record = StoredMessageRef {
+                seq,
+                msg_id: &m.msg_id,
+                priority: m.priority,
+                stored_at: now_ms,
+                envelope: &m.envelope,
+            };
+            let plain = serde_json::to_vec(&record).expect("records always serialise");
+            writes.insert(key.clone(), self.sealer.seal("messages", &key, &plain));
+            writes.insert(idx.clone(), self.sealer.seal("messages", &idx, &key));
+            out.push(Appended::Stored(seq));
+        }
+        // One atomic batch: a message and its de-duplication entry land together.
+        self.messages.apply_batch(writes)?;
+        Ok(out)
+    }
+
+    fn last_seq(&self, conv: &ConversationId) -> Result<u64> {
+        match self
+            .messages
+            .scan_prefix(keys::message_prefix(conv))
+            .next_back()
+        {
+            None => Ok(0),
+            Some(kv) => {
+                let (k, _) = kv?;
+                keys::seq_of_message_key(&k).ok_or(StoreError::Corrupt("message key"))
+            }
+        }
+    }
+
+    fn messages_after(
+        &self,
+        conv: &ConversationId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        let start = keys::message(conv, after.saturating_add(1));
+        let end = keys::message(conv, u64::MAX);
+        let mut out = Vec::new();
+        for kv in self.messages.range(start..=end).take(limit) {
+            let (k, v) = kv?;
+            out.push(self.decode("messages", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn cursor(&self, device: &DeviceId, conv: &ConversationId) -> Result<u64> {
+        let k = keys::cursor(device, conv);
+        match self.cursors.get(&k)? {
+            None => Ok(0),
+            Some(v) => self.seq_value(&k, &v),
+        }
+    }
+
+    fn advance_cursor(&self, device: &DeviceId, conv: &ConversationId, seq: u64) -> Result<u64> {
+        let k = keys::cursor(device, conv);
+        loop {
+            let old = self.cursors.get(&k)?;
+            let current = match &old {
+                None => 0,
+                Some(v) => self.seq_value(&k, v)?,
+            };
+            if seq <= current {
+                return Ok(current);
+            }
+            let new = self.sealer.seal("cursors", &k, seq.to_string().as_bytes());
+            // Compare-and-swap so two connections of one device never move
+            // the cursor backwards.
+            if self.cursors.compare_and_swap(&k, old, Some(new))?.is_ok() {
+                return Ok(seq);
+            }
+        }
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.db.flush()?;
+        // sled's flush ends in sync_file_range, which flushes neither the
+        // drive's write cache nor metadata; fdatasync makes it durable.
+        self.data_file.sync_data()?;
+        Ok(())
+    }
+}
+
+/// [`StoredMessage`] by reference, so appending does not copy envelopes.
+#[derive(Serialize)]
+struct StoredMessageRef<'a> {
+    seq: u64,
+    msg_id: &'a wardline_protocol::MessageId,
+    priority: wardline_protocol::Priority,
+    stored_at: i64,
+    envelope: &'a wardline_protocol::wire::SplitEnvelope,
+}
+
+impl SledStore {
+    fn stored_msg_id(&self, idx: &[u8]) -> Result<Option<(ConversationId, u64)>> {
+        let Some(v) = self.messages.get(idx)? else {
+            return Ok(None);
+        };
+        let key = self.sealer.open("messages", idx, &v)?;
+        let seq = keys::seq_of_message_key(&key).ok_or(StoreError::Corrupt("message key"))?;
+        let conv = key
+            .get(1..key.len().saturating_sub(9))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| ConversationId::parse(s).ok())
+            .ok_or(StoreError::Corrupt("message key"))?;
+        Ok(Some((conv, seq)))
+    }
+}

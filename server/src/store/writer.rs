@@ -1,0 +1,127 @@
+//! The single writer: group commit for messages.
+//!
+//! Sends from every connection queue here. The writer takes whatever has
+//! queued up (up to a batch limit), appends it in one atomic batch, makes it
+//! durable with one flush and fdatasync, and only then answers each sender.
+//! Under load many sends share one fsync; idle, a send waits for just its own.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use wardline_protocol::ConversationId;
+use wardline_protocol::wire::SplitEnvelope;
+
+use super::model::{Appended, NewMessage};
+use super::{Store, StoreError};
+use crate::clock::Clock;
+
+/// Most messages committed together.
+const MAX_BATCH: usize = 512;
+/// Sends that may wait for the writer before senders are held back.
+const QUEUE: usize = 8192;
+
+/// A message that is now durable, handed to delivery.
+#[derive(Debug)]
+pub struct Committed {
+    /// Conversation.
+    pub conv_id: ConversationId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The envelope, split for per-device delivery.
+    pub envelope: SplitEnvelope,
+}
+
+/// Called on the writer thread with each durable batch, in `seq` order.
+pub type OnCommit = Box<dyn Fn(Vec<Committed>) + Send>;
+
+struct Job {
+    msg: NewMessage,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// Handle for submitting messages to the writer. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `store`. It stops when every `Writer`
+    /// handle has been dropped.
+    pub fn start(store: Arc<dyn Store>, clock: Clock, on_commit: OnCommit) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (done, stopped) = tokio::sync::watch::channel(false);
+        std::thread::Builder::new()
+            .name("wardline-writer".into())
+            .spawn(move || {
+                run(store, clock, rx, on_commit);
+                // `run` has dropped its store handle: tell whoever waits to reopen it.
+                let _ = done.send(true);
+            })
+            .expect("spawning the writer thread");
+        Self { tx, stopped }
+    }
+
+    /// A future that resolves once the writer thread has ended (after every
+    /// `Writer` handle was dropped) and released the store.
+    pub fn stopped(&self) -> impl Future<Output = ()> + use<> {
+        let mut rx = self.stopped.clone();
+        async move {
+            let _ = rx.wait_for(|done| *done).await;
+        }
+    }
+
+    /// Appends a message; resolves once it is durable (or was a duplicate).
+    pub async fn append(&self, msg: NewMessage) -> Result<Appended, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { msg, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn run(store: Arc<dyn Store>, clock: Clock, mut rx: mpsc::Receiver<Job>, on_commit: OnCommit) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let (msgs, replies): (Vec<NewMessage>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.msg, j.reply)).unzip();
+        let result = store
+            .append_messages(&msgs, clock.now_ms())
+            .and_then(|r| store.sync().map(|()| r));
+        match result {
+            Ok(outcomes) => {
+                let mut committed = Vec::with_capacity(outcomes.len());
+                for ((reply, outcome), msg) in replies.into_iter().zip(outcomes).zip(msgs) {
+                    let _ = reply.send(Ok(outcome));
+                    if let Appended::Stored(seq) = outcome {
+                        committed.push(Committed {
+                            conv_id: msg.conv_id,
+                            seq,
+                            envelope: msg.envelope,
+                        });
+                    }
+                }
+                tracing::debug!(batch = committed.len(), "commit");
+                if !committed.is_empty() {
+                    on_commit(committed);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = replies.len(), "message commit failed");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Io("commit failed".into())));
+                }
+            }
+        }
+    }
+}

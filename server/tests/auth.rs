@@ -1,0 +1,168 @@
+//! Enrolment, login, TOTP replay, lockout, sessions.
+
+mod support;
+
+use serde_json::json;
+use support::{TestResult, TestServer, TestUser, device_json};
+use wardline_protocol::DeviceSecrets;
+
+#[tokio::test]
+async fn bootstrap_admin_enrols_and_creates_users() -> TestResult {
+    let server = TestServer::start().await;
+    let mut admin = TestUser::admin(&server).await;
+    let r = admin
+        .client
+        .ok(
+            "admin_user_create",
+            json!({"username": "jsmith", "display_name": "Dr J Smith", "role": "clinician"}),
+        )
+        .await;
+    assert!(r["enrol_code"].as_str().is_some_and(|c| c.len() >= 20));
+    admin
+        .client
+        .fails(
+            "admin_user_create",
+            json!({"username": "jsmith", "display_name": "Again", "role": "clinician"}),
+            "conflict",
+        )
+        .await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn enrolment_code_works_once() -> TestResult {
+    let server = TestServer::start().await;
+    let code = server.admin_code.clone();
+    let _admin = TestUser::admin(&server).await;
+    let mut c = server.connect().await;
+    c.fails(
+        "enrol_start",
+        json!({"code": code, "password": "another password"}),
+        "auth_failed",
+    )
+    .await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn clinicians_may_not_create_users() -> TestResult {
+    let server = TestServer::start().await;
+    let mut admin = TestUser::admin(&server).await;
+    let mut nurse = TestUser::clinician(&server, &mut admin, "nurse").await;
+    nurse
+        .client
+        .fails(
+            "admin_user_create",
+            json!({"username": "x", "display_name": "X", "role": "admin"}),
+            "forbidden",
+        )
+        .await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn login_checks_password_and_totp_and_refuses_replayed_codes() -> TestResult {
+    let server = TestServer::start().await;
+    let admin = TestUser::admin(&server).await;
+    server.next_totp_step();
+    let code = server.totp_now(&admin.totp_secret);
+
+    let mut c = server.connect().await;
+    let wrong = c
+        .fails("login", json!({"username": "admin", "password": "wrong password!", "totp": code, "device": {"device_id": admin.device_id}}), "auth_failed")
+        .await;
+    let unknown = c
+        .fails("login", json!({"username": "nobody", "password": "wrong password!", "totp": code, "device": {"device_id": admin.device_id}}), "auth_failed")
+        .await;
+    // The same answer whether or not the user exists.
+    assert_eq!(wrong["message"], unknown["message"]);
+
+    let r = c
+        .ok("login", json!({"username": "admin", "password": admin.password, "totp": code, "device": {"device_id": admin.device_id}}))
+        .await;
+    assert_eq!(r["device_id"].as_str(), Some(admin.device_id.as_str()));
+
+    let mut c2 = server.connect().await;
+    c2.fails("login", json!({"username": "admin", "password": admin.password, "totp": code, "device": {"device_id": admin.device_id}}), "totp_replayed")
+        .await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn five_failures_lock_the_account() -> TestResult {
+    let server = TestServer::start().await;
+    let admin = TestUser::admin(&server).await;
+    let mut c = server.connect().await;
+    for _ in 0..5 {
+        c.fails("login", json!({"username": "admin", "password": "not the password", "totp": "000000", "device": {"device_id": admin.device_id}}), "auth_failed")
+            .await;
+    }
+    server.next_totp_step();
+    let good = json!({"username": "admin", "password": admin.password, "totp": server.totp_now(&admin.totp_secret), "device": {"device_id": admin.device_id}});
+    c.fails("login", good.clone(), "locked_out").await;
+    server.clock.advance_ms(16 * 60 * 1000);
+    let good = json!({"username": "admin", "password": admin.password, "totp": server.totp_now(&admin.totp_secret), "device": {"device_id": admin.device_id}});
+    c.ok("login", good).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn login_registers_a_second_device() -> TestResult {
+    let server = TestServer::start().await;
+    let mut admin = TestUser::admin(&server).await;
+    server.next_totp_step();
+    let keys = DeviceSecrets::generate();
+    let mut c = server.connect().await;
+    let r = c
+        .ok("login", json!({"username": "admin", "password": admin.password, "totp": server.totp_now(&admin.totp_secret), "device": device_json("laptop", &keys)}))
+        .await;
+    assert_ne!(r["device_id"], json!(admin.device_id));
+    let devs = admin
+        .client
+        .ok("devices", json!({"user_ids": [admin.user_id]}))
+        .await;
+    assert_eq!(devs["devices"].as_array().map(Vec::len), Some(2));
+    Ok(())
+}
+
+#[tokio::test]
+async fn tokens_resume_until_logout_or_expiry() -> TestResult {
+    let server = TestServer::start().await;
+    let mut admin = TestUser::admin(&server).await;
+
+    let mut c = server.connect().await;
+    c.ok("resume", json!({"token": admin.token})).await;
+    c.ok("logout", json!({})).await;
+    c.fails("conversations", json!({}), "unauthenticated").await;
+    let mut c = server.connect().await;
+    c.fails("resume", json!({"token": admin.token}), "unauthenticated")
+        .await;
+
+    // The enrolment connection used the same session: it is closed too.
+    assert!(
+        admin.client.closed().await,
+        "other connections of the session end at logout"
+    );
+    server.next_totp_step();
+    let mut c = server.connect().await;
+    let login = c
+        .ok("login", json!({"username": "admin", "password": admin.password, "totp": server.totp_now(&admin.totp_secret), "device": {"device_id": admin.device_id}}))
+        .await;
+    let token = login["token"].as_str().expect("token").to_string();
+    let mut c = server.connect().await;
+    c.ok("resume", json!({"token": token})).await;
+    server.clock.advance_ms(7 * 24 * 3600 * 1000 + 1);
+    c.fails("conversations", json!({}), "unauthenticated").await;
+    let mut c = server.connect().await;
+    c.fails("resume", json!({"token": token}), "unauthenticated")
+        .await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_connection_that_never_authenticates_is_closed() {
+    // Time is real here: the 10 s limit is the behaviour under test.
+    let server = TestServer::start().await;
+    let mut c = server.connect().await;
+    assert!(c.closed().await || c.closed().await, "closed within 20 s");
+}
