@@ -11,6 +11,7 @@ use tokio::sync::{Notify, mpsc};
 use wardline_protocol::wire::render_message_push;
 use wardline_protocol::{ConversationId, DeviceId};
 
+use crate::metrics::Metrics;
 use crate::store::Committed;
 
 /// Frames a connection may fall behind by before it is disconnected (it
@@ -44,6 +45,7 @@ struct Conn {
 pub struct Hub {
     conns: DashMap<DeviceId, Vec<Conn>>,
     next_id: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 /// What a connection keeps after registering.
@@ -58,6 +60,14 @@ pub struct Registration {
 }
 
 impl Hub {
+    /// An empty hub that counts into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            ..Self::default()
+        }
+    }
+
     /// Registers a connection of `device` under session `token_hash`.
     pub fn register(&self, device: &DeviceId, token_hash: [u8; 32]) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -110,7 +120,10 @@ impl Hub {
                         seq: m.seq,
                         frame: frame.clone(),
                     };
-                    if c.tx.try_send(out).is_err() {
+                    if c.tx.try_send(out).is_ok() {
+                        self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
                         // Full (or closing): drop this connection rather than
                         // buffer without bound; the device catches up on resume.
                         c.kick.notify_one();

@@ -21,10 +21,13 @@ pub mod directory;
 pub mod error;
 pub mod hub;
 pub mod messaging;
+pub mod metrics;
 pub mod net;
+pub mod ops;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -46,6 +49,9 @@ pub enum StartError {
     /// The data directory or key is unusable.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The bootstrap admin could not be created.
     #[error(transparent)]
     Bootstrap(#[from] admin::BootstrapError),
@@ -61,6 +67,8 @@ pub struct Server {
     pub state: Arc<State>,
     /// The bootstrap admin's code, when this start created it.
     pub bootstrap_code: Option<wardline_protocol::Secret>,
+    /// TLS for the client listener, when configured.
+    pub tls: Option<tls::Acceptor>,
 }
 
 impl Server {
@@ -72,18 +80,27 @@ impl Server {
         clock: Clock,
     ) -> Result<Self, StartError> {
         config.validate()?;
+        let tls = tls::acceptor(&config)?;
         let dir = &config.data_dir;
         let fresh = !dir.join("store").exists();
         std::fs::create_dir_all(dir)?;
         let (key, _) = store::load_or_create_data_key(dir, data_key_env, fresh)?;
         let sled = SledStore::open(&dir.join("store"), &key)?;
         let store: Arc<dyn Store> = Arc::new(sled);
-        let hub = Arc::new(hub::Hub::default());
+        let metrics = Arc::new(metrics::Metrics::default());
+        let hub = Arc::new(hub::Hub::new(metrics.clone()));
         let deliver = hub.clone();
+        let stats = metrics.clone();
         let writer = Writer::start(
             store.clone(),
             clock.clone(),
             Box::new(move |b| deliver.deliver(b)),
+            Box::new(move |size, us| {
+                stats
+                    .sends
+                    .fetch_add(size as u64, std::sync::atomic::Ordering::Relaxed);
+                stats.record_commit(size, us);
+            }),
         );
         let state = Arc::new(State {
             config,
@@ -92,16 +109,27 @@ impl Server {
             hub,
             clock,
             auth: auth::Auth::new(),
+            metrics,
         });
         let bootstrap_code = admin::bootstrap(&state)?;
         Ok(Self {
             state,
             bootstrap_code,
+            tls,
         })
     }
 
-    /// Serves `listener` until `shutdown` turns true.
-    pub async fn run(self, listener: TcpListener, shutdown: watch::Receiver<bool>) {
-        net::serve(listener, self.state, shutdown).await;
+    /// Serves clients on `listener` (and operators on `ops`, if given) until
+    /// `shutdown` turns true.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        ops: Option<TcpListener>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        if let Some(ops) = ops {
+            tokio::spawn(ops::serve(ops, self.state.clone(), shutdown.clone()));
+        }
+        net::serve(listener, self.tls, self.state, shutdown).await;
     }
 }

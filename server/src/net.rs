@@ -1,9 +1,12 @@
-//! The listener: accepts TCP connections and upgrades them to WebSockets at `/v1`.
+//! The listener: accepts TCP connections, terminates TLS when configured,
+//! upgrades to WebSocket at `/v1`, and caps the number of connections.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
@@ -11,47 +14,70 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::session;
 use crate::state::State;
+use crate::tls::Acceptor;
 
 /// Frames up to this size are read and answered with `too_large` when over
 /// the 256 KiB protocol limit; beyond it the connection is closed.
 const MAX_READ_BYTES: usize = 1024 * 1024;
 
 fn ws_config() -> WebSocketConfig {
+    // Small buffers: most frames are a few hundred bytes, and an idle
+    // connection should cost kilobytes, not tungstenite's 128 KiB default.
     WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_READ_BYTES * 2)
         .max_message_size(Some(MAX_READ_BYTES))
         .max_frame_size(Some(MAX_READ_BYTES))
 }
 
 /// Accepts connections until `shutdown` turns true, then waits for every
 /// connection task to finish.
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Acceptor>,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(state.config.max_connections));
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (tcp, _peer) = match accepted {
-                    Ok(a) => a,
+                let tcp = match accepted {
+                    Ok((tcp, _)) => tcp,
                     Err(e) => {
-                        // EMFILE and friends: log and keep serving the others.
-                        tracing::warn!(error = %e, "accept failed");
+                        // EMFILE and friends: say so, back off, keep serving the others.
+                        tracing::warn!(error = %e, "accept failed (at the open-file limit?)");
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     }
                 };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    state.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(cap = state.config.max_connections, "connection refused: at the connection cap");
+                    drop(tcp);
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let state = state.clone();
                 let shutdown = shutdown.clone();
+                let tls = tls.clone();
                 tasks.spawn(async move {
-                    let upgrade = tokio::time::timeout(
-                        session::AUTH_TIMEOUT,
-                        tokio_tungstenite::accept_hdr_async_with_config(tcp, check_path, Some(ws_config())),
-                    )
-                    .await;
-                    match upgrade {
-                        Ok(Ok(ws)) => session::serve(state, ws, shutdown).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "WebSocket handshake failed"),
-                        Err(_) => tracing::debug!("WebSocket handshake timed out"),
+                    state.metrics.connections.fetch_add(1, Ordering::Relaxed);
+                    match tls {
+                        None => upgrade(tcp, state.clone(), shutdown).await,
+                        Some(t) => {
+                            let hs = tokio::time::timeout(session::AUTH_TIMEOUT, t.acceptor.accept(tcp)).await;
+                            match hs {
+                                Ok(Ok(stream)) => upgrade(stream, state.clone(), shutdown).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        }
                     }
+                    state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                    drop(permit);
                 });
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -59,6 +85,22 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
         }
     }
     while tasks.join_next().await.is_some() {}
+}
+
+async fn upgrade<S>(stream: S, state: Arc<State>, shutdown: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let upgrade = tokio::time::timeout(
+        session::AUTH_TIMEOUT,
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(ws_config())),
+    )
+    .await;
+    match upgrade {
+        Ok(Ok(ws)) => session::serve(state, ws, shutdown).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, "WebSocket handshake failed"),
+        Err(_) => tracing::debug!("WebSocket handshake timed out"),
+    }
 }
 
 #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type

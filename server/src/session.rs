@@ -26,6 +26,38 @@ use crate::{admin, conversations, directory, messaging};
 /// A connection that has not authenticated by then is closed.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A token bucket: `rate` requests a second sustained, `burst` at once.
+struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: tokio::time::Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 type Pending = Pin<Box<dyn Future<Output = (u64, Result<String, ApiError>)> + Send>>;
 
 struct Live {
@@ -48,18 +80,35 @@ where
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
     let auth_deadline = tokio::time::sleep(AUTH_TIMEOUT);
     tokio::pin!(auth_deadline);
+    let mut limit = RateLimit::new(state.config.rate_per_sec, state.config.rate_burst);
+    let idle = Duration::from_millis(state.config.idle_timeout_ms);
+    let mut heartbeat = tokio::time::interval(idle / 3);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
 
     loop {
-        let out: Vec<String> = tokio::select! {
-            frame = stream.next() => match frame {
+        let out: Vec<Message> = tokio::select! {
+            frame = stream.next() => {
+                last_heard = tokio::time::Instant::now();
+                match frame {
                 Some(Ok(Message::Text(text))) => {
-                    handle_text(&state, &mut live, &mut pending, text.as_str()).await
+                    if limit.allow() {
+                        texts(handle_text(&state, &mut live, &mut pending, text.as_str()).await)
+                    } else {
+                        state.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let re = wire::decode_request(text.as_str()).ok().map(|f| f.id);
+                        texts(vec![wire::encode_error(&ErrorFrame::new(
+                            re,
+                            ErrorCode::RateLimited,
+                            "too many requests; slow down and retry shortly",
+                        ))])
+                    }
                 }
-                Some(Ok(Message::Binary(_))) => vec![wire::encode_error(&ErrorFrame::new(
+                Some(Ok(Message::Binary(_))) => texts(vec![wire::encode_error(&ErrorFrame::new(
                     None,
                     ErrorCode::BadFrame,
                     "binary frames are not accepted; send JSON in text frames",
-                ))],
+                ))]),
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
                 Some(Err(tungstenite::Error::Capacity(_))) => {
@@ -74,15 +123,16 @@ where
                     break;
                 }
                 Some(Err(_)) => break,
+                }
             },
             Some((re, result)) = pending.next(), if !pending.is_empty() => {
-                vec![match result {
+                texts(vec![match result {
                     Ok(frame) => frame,
                     Err(e) => wire::encode_error(&e.into_frame(Some(re))),
-                }]
+                }])
             }
             pushed = next_push(&mut live) => match pushed {
-                Push::Frame(frame) => vec![frame],
+                Push::Frame(frame) => vec![Message::text(frame)],
                 Push::Duplicate => continue,
                 Push::Kicked => {
                     tracing::info!("closing a connection that fell too far behind");
@@ -93,11 +143,23 @@ where
                 tracing::debug!("closing a connection that did not authenticate in time");
                 break;
             }
+            _ = heartbeat.tick() => {
+                let silent = last_heard.elapsed();
+                if silent >= idle {
+                    tracing::debug!("closing a silent connection");
+                    break;
+                }
+                if silent >= idle / 3 {
+                    vec![Message::Ping(Vec::new().into())]
+                } else {
+                    continue;
+                }
+            }
             _ = shutdown.changed() => break,
         };
         let mut failed = false;
         for frame in out {
-            if sink.feed(Message::text(frame)).await.is_err() {
+            if sink.feed(frame).await.is_err() {
                 failed = true;
                 break;
             }
@@ -110,6 +172,10 @@ where
         state.hub.unregister(&l.authed.device_id, l.reg.id);
     }
     let _ = sink.close().await;
+}
+
+fn texts(frames: Vec<String>) -> Vec<Message> {
+    frames.into_iter().map(Message::text).collect()
 }
 
 enum Push {
@@ -154,7 +220,15 @@ async fn handle_text(
     let re = frame.id;
     match dispatch(state, live, pending, frame).await {
         Ok(frames) => frames,
-        Err(e) => vec![wire::encode_error(&e.into_frame(Some(re)))],
+        Err(e) => {
+            if e.code() == ErrorCode::AuthFailed {
+                state
+                    .metrics
+                    .auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            vec![wire::encode_error(&e.into_frame(Some(re)))]
+        }
     }
 }
 

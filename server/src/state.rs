@@ -6,6 +6,7 @@ use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::store::{Store, Writer};
 
 /// Shared server state.
@@ -23,4 +24,6 @@ pub struct State {
     pub clock: Clock,
     /// Credential checking.
     pub auth: Auth,
+    /// Counters for operators.
+    pub metrics: Arc<Metrics>,
 }

@@ -34,6 +34,9 @@ pub struct Committed {
 /// Called on the writer thread with each durable batch, in `seq` order.
 pub type OnCommit = Box<dyn Fn(Vec<Committed>) + Send>;
 
+/// Called on the writer thread after each commit with (batch size, µs taken).
+pub type OnStats = Box<dyn Fn(usize, u64) + Send>;
+
 struct Job {
     msg: NewMessage,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
@@ -49,13 +52,18 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread over `store`. It stops when every `Writer`
     /// handle has been dropped.
-    pub fn start(store: Arc<dyn Store>, clock: Clock, on_commit: OnCommit) -> Self {
+    pub fn start(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        on_commit: OnCommit,
+        on_stats: OnStats,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (done, stopped) = tokio::sync::watch::channel(false);
         std::thread::Builder::new()
             .name("wardline-writer".into())
             .spawn(move || {
-                run(store, clock, rx, on_commit);
+                run(store, clock, rx, on_commit, on_stats);
                 // `run` has dropped its store handle: tell whoever waits to reopen it.
                 let _ = done.send(true);
             })
@@ -83,7 +91,13 @@ impl Writer {
     }
 }
 
-fn run(store: Arc<dyn Store>, clock: Clock, mut rx: mpsc::Receiver<Job>, on_commit: OnCommit) {
+fn run(
+    store: Arc<dyn Store>,
+    clock: Clock,
+    mut rx: mpsc::Receiver<Job>,
+    on_commit: OnCommit,
+    on_stats: OnStats,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
@@ -95,11 +109,13 @@ fn run(store: Arc<dyn Store>, clock: Clock, mut rx: mpsc::Receiver<Job>, on_comm
         }
         let (msgs, replies): (Vec<NewMessage>, Vec<_>) =
             jobs.drain(..).map(|j| (j.msg, j.reply)).unzip();
+        let started = std::time::Instant::now();
         let result = store
             .append_messages(&msgs, clock.now_ms())
             .and_then(|r| store.sync().map(|()| r));
         match result {
             Ok(outcomes) => {
+                on_stats(outcomes.len(), started.elapsed().as_micros() as u64);
                 let mut committed = Vec::with_capacity(outcomes.len());
                 for ((reply, outcome), msg) in replies.into_iter().zip(outcomes).zip(msgs) {
                     let _ = reply.send(Ok(outcome));

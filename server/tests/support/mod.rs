@@ -46,7 +46,7 @@ impl TestServer {
             .to_string();
         let state = server.state.clone();
         let (stop, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(server.run(listener, rx));
+        tokio::spawn(server.run(listener, None, rx));
         Self {
             url: format!("ws://{addr}/v1"),
             clock,
