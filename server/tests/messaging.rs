@@ -114,7 +114,11 @@ async fn a_sent_message_reaches_the_online_recipient_and_opens() -> TestResult {
         "K+ 6.8, repeat ECG",
         new_msg_id(1),
     );
-    let (r, mut early) = w.alice.client.request("send", json!({"envelope": env})).await;
+    let (r, mut early) = w
+        .alice
+        .client
+        .request("send", json!({"envelope": env}))
+        .await;
     assert_eq!(r["seq"], 1, "{r}");
     let push = w.bob.client.next().await;
     assert_eq!(push["type"], "message");

@@ -52,6 +52,7 @@ pub fn totp_now(secret_b32: &str) -> String {
 }
 
 /// A `wardline-server` process over a temporary data directory.
+#[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
     /// `ws://127.0.0.1:PORT/v1`
@@ -118,6 +119,7 @@ impl Drop for ServerProcess {
 }
 
 /// A clinician's or admin's workstation: a `wardline` home directory.
+#[derive(Debug)]
 pub struct Cli {
     /// `--home`.
     pub home: PathBuf,
@@ -201,7 +203,10 @@ impl Cli {
         stdout.read_line(&mut first).expect("read the totp event");
         let event: Value = serde_json::from_str(&first)
             .unwrap_or_else(|e| panic!("first line is the totp event, got {first:?}: {e}"));
-        let secret = event["totp_secret"].as_str().expect("totp_secret").to_string();
+        let secret = event["totp_secret"]
+            .as_str()
+            .expect("totp_secret")
+            .to_string();
         let mut stdin = child.stdin.take().expect("stdin");
         writeln!(stdin, "{}", totp_now(&secret)).expect("answer the code prompt");
         drop(stdin);
@@ -213,9 +218,9 @@ impl Cli {
 
 fn finish(mut child: Child, stdout: Option<BufReader<ChildStdout>>) -> Output {
     drop(child.stdin.take());
-    let mut out_pipe = stdout.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>).unwrap_or_else(
-        || Box::new(child.stdout.take().expect("stdout")),
-    );
+    let mut out_pipe = stdout
+        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)
+        .unwrap_or_else(|| Box::new(child.stdout.take().expect("stdout")));
     let mut err_pipe = child.stderr.take().expect("stderr");
     let out_t = std::thread::spawn(move || {
         let mut s = String::new();

@@ -22,11 +22,25 @@ fn urgent_message_travels_encrypted_from_one_clinician_to_another() {
     // ...and provisions two clinicians.
     let mut codes = Vec::new();
     for name in ["alice", "bob"] {
-        let out = admin.run(&["admin", "user", "add", name, "--display-name", name, "--role", "clinician"]);
+        let out = admin.run(&[
+            "admin",
+            "user",
+            "add",
+            name,
+            "--display-name",
+            name,
+            "--role",
+            "clinician",
+        ]);
         assert!(out.ok, "admin user add {name} failed: {out:?}");
         let created = out.event("user_created");
         assert_eq!(created["username"], name);
-        codes.push(created["enrol_code"].as_str().expect("enrol_code").to_string());
+        codes.push(
+            created["enrol_code"]
+                .as_str()
+                .expect("enrol_code")
+                .to_string(),
+        );
     }
 
     let alice = Cli::new(root.path(), "alice");
@@ -86,5 +100,8 @@ fn urgent_message_travels_encrypted_from_one_clinician_to_another() {
 }
 
 fn raw_secret(b32: &str) -> Vec<u8> {
-    totp_rs::Secret::try_from_base32(b32).expect("base32").as_bytes().to_vec()
+    totp_rs::Secret::try_from_base32(b32)
+        .expect("base32")
+        .as_bytes()
+        .to_vec()
 }

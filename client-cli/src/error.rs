@@ -1,0 +1,84 @@
+//! The one error type commands return, and its stable code for `--json`.
+
+use std::io;
+
+use thiserror::Error;
+use wardline_protocol::ErrorCode;
+
+use crate::connection::ConnectionError;
+use crate::keystore::KeystoreError;
+use crate::nhs::NhsNumberError;
+use crate::prompt::PromptError;
+
+/// Why a command failed. `Display` is a sentence for the user that says
+/// what to do; [`Error::code`] is stable for scripts. Neither ever holds a
+/// password, passphrase or token.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The keystore could not be created, opened or saved.
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    /// The server could not be reached or answered `error`.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// A secret or code could not be read.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    /// A patient's NHS number is invalid.
+    #[error(transparent)]
+    NhsNumber(#[from] NhsNumberError),
+    /// A server error with advice specific to the command that got it.
+    #[error("{message}")]
+    Explained {
+        /// The server's code.
+        code: ErrorCode,
+        /// What to do.
+        message: String,
+    },
+    /// The command's arguments do not make sense.
+    #[error("{0}")]
+    Usage(String),
+    /// The client refused to go on, to protect the user (for example, a
+    /// contact's keys changed).
+    #[error("{0}")]
+    Refused(String),
+    /// Writing the output failed.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl Error {
+    /// A stable code: the server's error code when it answered `error`,
+    /// otherwise one of this client's own.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Connection(ConnectionError::Server(e)) => e.code.as_str(),
+            Error::Explained { code, .. } => code.as_str(),
+            Error::Connection(_) => "connection_failed",
+            Error::Keystore(KeystoreError::NotFound(_)) => "no_keystore",
+            Error::Keystore(KeystoreError::AlreadyExists(_)) => "keystore_exists",
+            Error::Keystore(KeystoreError::WrongPassphrase(_)) => "wrong_passphrase",
+            Error::Keystore(KeystoreError::Corrupt { .. }) => "keystore_damaged",
+            Error::Keystore(KeystoreError::Io { .. }) => "keystore_io",
+            Error::Prompt(_) => "input",
+            Error::NhsNumber(_) => "invalid_nhs_number",
+            Error::Usage(_) => "usage",
+            Error::Refused(_) => "refused",
+            Error::Output(_) => "output",
+        }
+    }
+
+    /// Replaces the generic advice for the server codes in `codes` with
+    /// `message`, which knows what the command was doing.
+    pub(crate) fn explain(self, codes: &[ErrorCode], message: impl FnOnce() -> String) -> Self {
+        match self {
+            Error::Connection(ConnectionError::Server(e)) if codes.contains(&e.code) => {
+                Error::Explained {
+                    code: e.code,
+                    message: message(),
+                }
+            }
+            other => other,
+        }
+    }
+}

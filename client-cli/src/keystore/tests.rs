@@ -1,0 +1,244 @@
+use super::*;
+
+use wardline_protocol::wire::DeviceInfo;
+use wardline_protocol::{
+    Body, BodyKind, ConversationId, DeviceId, DeviceSecrets, KemPublicKey, MessageId, Priority,
+    SigPublicKey, Timestamp, UserId, Username,
+};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Cheap enough to open a keystore once per byte of the file.
+const TINY: KdfCost = KdfCost {
+    m_cost_kib: 64,
+    t_cost: 1,
+    p_cost: 1,
+};
+
+const TOKEN: &str = "tok-3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c";
+
+fn registration() -> Registration {
+    Registration {
+        server: "ws://127.0.0.1:7443/v1".into(),
+        user_id: UserId::parse("u-alice").expect("valid"),
+        username: Username::parse("alice").expect("valid"),
+        device_id: DeviceId::parse("d-alice-1").expect("valid"),
+        device_name: "ward 10 workstation".into(),
+        token: Secret::new(TOKEN),
+        expires_at: Timestamp::parse("2026-11-23T19:31:54.123Z").expect("valid"),
+    }
+}
+
+fn fixture() -> Result<(tempfile::TempDir, PathBuf, DeviceSecrets), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let home = dir.path().join("home");
+    let secrets = DeviceSecrets::from_bytes(&[0x11; 32], &[0x22; 32]);
+    Keystore::create_with_cost(
+        &home,
+        &Secret::new("correct horse"),
+        State::new(registration(), &secrets),
+        TINY,
+    )?;
+    Ok((dir, home, secrets))
+}
+
+#[test]
+fn round_trips_state_and_secrets() -> TestResult {
+    let (_dir, home, secrets) = fixture()?;
+    let mut ks = Keystore::open(&home, &Secret::new("correct horse"))?;
+    assert_eq!(ks.state().username.as_str(), "alice");
+    assert_eq!(ks.state().token.expose(), TOKEN);
+    assert_eq!(ks.state().device_secrets().public(), secrets.public());
+
+    let stored = StoredMessage {
+        conv_id: ConversationId::parse("c-1")?,
+        seq: 1,
+        msg_id: MessageId::generate_v7(1_000, [1; 10]),
+        sender_user: ks.state().user_id.clone(),
+        sender_device: ks.state().device_id.clone(),
+        sent_at: Timestamp::from_unix_millis(1_000)?,
+        priority: Priority::Urgent,
+        body: Body {
+            text: "Bed 4: repeat ECG".into(),
+            kind: BodyKind::ClinicalNote,
+            patient: None,
+            reply_to: None,
+        },
+    };
+    assert!(ks.state_mut().store_message(stored.clone()));
+    assert!(
+        !ks.state_mut().store_message(stored),
+        "same (conv, seq) twice"
+    );
+    ks.save()?;
+
+    let again = Keystore::open(&home, &Secret::new("correct horse"))?;
+    assert_eq!(again.state().messages.len(), 1);
+    assert_eq!(again.state().messages[0].body.text, "Bed 4: repeat ECG");
+    Ok(())
+}
+
+#[test]
+fn wrong_passphrase_is_refused_and_changes_nothing() -> TestResult {
+    let (_dir, home, _) = fixture()?;
+    let path = Keystore::path_in(&home);
+    let before = fs::read(&path)?;
+    let err = Keystore::open(&home, &Secret::new("wrong horse")).expect_err("must fail");
+    assert!(matches!(err, KeystoreError::WrongPassphrase(_)), "{err:?}");
+    assert!(err.to_string().contains("wrong passphrase"));
+    assert_eq!(fs::read(&path)?, before);
+    Ok(())
+}
+
+#[cfg(unix)]
+#[test]
+fn file_is_private_to_its_owner() -> TestResult {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (_dir, home, _) = fixture()?;
+    let file_mode = fs::metadata(Keystore::path_in(&home))?.permissions().mode();
+    assert_eq!(file_mode & 0o777, 0o600);
+    let dir_mode = fs::metadata(&home)?.permissions().mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    Ok(())
+}
+
+#[test]
+fn file_holds_no_secret_in_the_clear() -> TestResult {
+    let (_dir, home, secrets) = fixture()?;
+    let bytes = fs::read(Keystore::path_in(&home))?;
+    let kem = *secrets.kem_secret_bytes();
+    let sig = *secrets.sig_secret_bytes();
+    let needles: Vec<Vec<u8>> = vec![
+        TOKEN.as_bytes().to_vec(),
+        b64::encode(TOKEN).into_bytes(),
+        kem.to_vec(),
+        sig.to_vec(),
+        b64::encode(kem).into_bytes(),
+        b64::encode(sig).into_bytes(),
+        b"alice".to_vec(),
+    ];
+    for needle in needles {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+            "file contains a secret"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_change_to_any_byte_is_detected() -> TestResult {
+    let (_dir, home, _) = fixture()?;
+    let path = Keystore::path_in(&home);
+    let original = fs::read(&path)?;
+    for i in 0..original.len() {
+        let mut tampered = original.clone();
+        tampered[i] ^= 0x01;
+        fs::write(&path, &tampered)?;
+        assert!(
+            Keystore::open(&home, &Secret::new("correct horse")).is_err(),
+            "flipping byte {i} ({:?}) went unnoticed",
+            original[i] as char
+        );
+    }
+    fs::write(&path, &original)?;
+    assert!(Keystore::open(&home, &Secret::new("correct horse")).is_ok());
+    Ok(())
+}
+
+#[test]
+fn tampered_state_is_reported_as_damage_not_a_wrong_passphrase() -> TestResult {
+    let (_dir, home, _) = fixture()?;
+    let path = Keystore::path_in(&home);
+    let mut file: serde_json::Value = serde_json::from_slice(&fs::read(&path)?)?;
+    let ct = file["state"]["ciphertext"].as_str().ok_or("ciphertext")?;
+    let mut bytes = b64::decode(ct)?;
+    bytes[0] ^= 0x80;
+    file["state"]["ciphertext"] = b64::encode(bytes).into();
+    fs::write(&path, serde_json::to_vec(&file)?)?;
+    let err = Keystore::open(&home, &Secret::new("correct horse")).expect_err("tampered");
+    assert!(matches!(err, KeystoreError::Corrupt { .. }), "{err:?}");
+    Ok(())
+}
+
+#[test]
+fn every_save_uses_a_fresh_nonce_and_leaves_no_temporary_file() -> TestResult {
+    let (_dir, home, _) = fixture()?;
+    let path = Keystore::path_in(&home);
+    let ks = Keystore::open(&home, &Secret::new("correct horse"))?;
+    let first = fs::read(&path)?;
+    ks.save()?;
+    let second = fs::read(&path)?;
+    assert_ne!(first, second);
+    let names: Vec<_> = fs::read_dir(&home)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(names, vec![std::ffi::OsString::from(FILE_NAME)]);
+    Ok(())
+}
+
+#[test]
+fn refuses_to_overwrite_an_existing_keystore() -> TestResult {
+    let (_dir, home, secrets) = fixture()?;
+    let err = Keystore::create_with_cost(
+        &home,
+        &Secret::new("another"),
+        State::new(registration(), &secrets),
+        TINY,
+    )
+    .expect_err("exists");
+    assert!(matches!(err, KeystoreError::AlreadyExists(_)));
+    assert!(Keystore::open(&home, &Secret::new("correct horse")).is_ok());
+    Ok(())
+}
+
+#[test]
+fn a_missing_keystore_says_how_to_enrol() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let err = Keystore::open(dir.path(), &Secret::new("x")).expect_err("missing");
+    assert!(matches!(err, KeystoreError::NotFound(_)));
+    assert!(err.to_string().contains("wardline enrol"));
+    Ok(())
+}
+
+#[test]
+fn pinned_device_keys_are_not_replaced() -> TestResult {
+    let secrets = DeviceSecrets::from_bytes(&[1; 32], &[2; 32]);
+    let mut state = State::new(registration(), &secrets);
+    let bob = UserId::parse("u-bob")?;
+    let device = DeviceId::parse("d-bob-1")?;
+    let info = |k: u8| DeviceInfo {
+        user_id: bob.clone(),
+        device_id: device.clone(),
+        kem_pk: KemPublicKey::from_bytes([k; 32]),
+        sig_pk: SigPublicKey::from_bytes([k; 32]),
+    };
+    assert!(state.remember_devices(&[info(5)]).is_empty());
+    assert!(state.remember_devices(&[info(5)]).is_empty());
+    let changed = state.remember_devices(&[info(6)]);
+    assert_eq!(changed.len(), 1);
+    let pinned = state.device_keys(&bob, &device).ok_or("pinned")?;
+    assert_eq!(pinned.sig_pk, SigPublicKey::from_bytes([5; 32]));
+
+    // The server may not reattribute this device to another user either.
+    let eve = UserId::parse("u-eve")?;
+    let moved = DeviceInfo {
+        user_id: eve.clone(),
+        ..info(5)
+    };
+    assert_eq!(state.remember_devices(&[moved]).len(), 1);
+    assert!(state.device_keys(&eve, &device).is_none());
+    Ok(())
+}
+
+#[test]
+fn own_device_is_pinned_from_the_start() {
+    let secrets = DeviceSecrets::from_bytes(&[1; 32], &[2; 32]);
+    let state = State::new(registration(), &secrets);
+    let own = state.device_keys(&state.user_id, &state.device_id);
+    assert_eq!(own, Some(&secrets.public()));
+    assert_eq!(
+        state.username_of(&state.user_id).map(Username::as_str),
+        Some("alice")
+    );
+}

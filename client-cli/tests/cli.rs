@@ -1,0 +1,125 @@
+//! The `wardline` binary run as a real process, without a server.
+
+use std::process::{Command, Output, Stdio};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Runs `wardline` with `args`, an isolated home and no stdin, and with the
+/// environment cleared of anything that could leak in from the developer's
+/// shell.
+fn wardline(home: &std::path::Path, args: &[&str]) -> std::io::Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_wardline"))
+        .args(args)
+        .env_remove("WARDLINE_PASSWORD")
+        .env_remove("WARDLINE_PASSPHRASE")
+        .env_remove("WARDLINE_SERVER")
+        .env("WARDLINE_HOME", home)
+        .env("WARDLINE_KDF_FAST", "1")
+        .stdin(Stdio::null())
+        .output()
+}
+
+#[test]
+fn help_lists_every_command() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = wardline(dir.path(), &["--help"])?;
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout)?;
+    for command in ["enrol", "login", "send", "inbox", "admin"] {
+        assert!(help.contains(command), "--help lacks {command}:\n{help}");
+    }
+    Ok(())
+}
+
+#[test]
+fn send_refuses_a_bad_nhs_number_before_any_network_use() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // No keystore and no server: reaching either would fail differently.
+    let out = wardline(
+        dir.path(),
+        &["send", "bob", "Repeat ECG", "--patient", "9434765918"],
+    )?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("9434765918"), "{err}");
+    assert!(err.contains("NHS number"), "{err}");
+    assert!(!err.contains("keystore"), "{err}");
+    assert!(out.stdout.is_empty());
+    Ok(())
+}
+
+#[test]
+fn inbox_without_a_keystore_says_how_to_enrol() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = wardline(dir.path(), &["inbox"])?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("no keystore"), "{err}");
+    assert!(err.contains("wardline enrol"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    Ok(())
+}
+
+#[test]
+fn json_errors_are_one_event_on_stdout_and_a_line_on_stderr() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = wardline(dir.path(), &["--json", "inbox"])?;
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout)?;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let event: serde_json::Value = serde_json::from_str(lines[0])?;
+    assert_eq!(event["event"], "error");
+    assert_eq!(event["code"], "no_keystore");
+    assert!(!out.stderr.is_empty());
+    Ok(())
+}
+
+#[test]
+fn enrol_refuses_a_remote_server_without_tls_before_asking_anything() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = wardline(
+        dir.path(),
+        &[
+            "enrol",
+            "--server",
+            "ws://wardline.example.nhs.uk/v1",
+            "--code",
+            "ABCD-EFGH",
+        ],
+    )?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("TLS"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn enrol_reports_an_unreachable_server_without_echoing_secrets() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // Port 9 on loopback: nothing listens there in a test environment.
+    let out = Command::new(env!("CARGO_BIN_EXE_wardline"))
+        .args([
+            "enrol",
+            "--server",
+            "ws://127.0.0.1:9/v1",
+            "--code",
+            "ENROL-CODE-123",
+        ])
+        .env("WARDLINE_HOME", dir.path())
+        .env("WARDLINE_PASSWORD", "hunter2-correct-horse")
+        .env("WARDLINE_PASSPHRASE", "battery-staple-99")
+        .stdin(Stdio::null())
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("Could not reach"), "{err}");
+    for secret in ["hunter2", "battery-staple", "ENROL-CODE-123"] {
+        assert!(!err.contains(secret), "stderr leaks {secret}: {err}");
+    }
+    assert!(
+        !dir.path().join("keystore.json").exists(),
+        "no keystore without a registered device"
+    );
+    Ok(())
+}
