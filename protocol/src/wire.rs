@@ -216,6 +216,53 @@ pub struct Ack {
     pub seq: u64,
 }
 
+/// `read`: the user has read everything up to `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Read {
+    /// Conversation.
+    pub conv_id: ConversationId,
+    /// Highest sequence number read.
+    pub seq: u64,
+}
+
+/// `history`: page back through a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct History {
+    /// Conversation.
+    pub conv_id: ConversationId,
+    /// Only messages with `seq` below this; the newest when absent.
+    #[serde(default)]
+    pub before_seq: Option<u64>,
+    /// At most this many (default 100, capped at 500).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `receipts`: how far each member has received and read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipts {
+    /// Conversation.
+    pub conv_id: ConversationId,
+}
+
+/// `conversation_add`: add members (members or admins only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationAdd {
+    /// Conversation.
+    pub conv_id: ConversationId,
+    /// Users to add.
+    pub members: Vec<UserId>,
+}
+
+/// `conversation_remove`: remove members (members or admins only; anyone may remove themselves).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationRemove {
+    /// Conversation.
+    pub conv_id: ConversationId,
+    /// Users to remove.
+    pub members: Vec<UserId>,
+}
+
 macro_rules! requests {
     ($($variant:ident = $name:literal),* $(,)?) => {
         /// Every request a client may send.
@@ -262,6 +309,11 @@ requests! {
     Conversations = "conversations",
     Send = "send",
     Ack = "ack",
+    Read = "read",
+    History = "history",
+    Receipts = "receipts",
+    ConversationAdd = "conversation_add",
+    ConversationRemove = "conversation_remove",
 }
 
 /// A request with its client-chosen id.
@@ -526,6 +578,40 @@ pub struct SendOk {
     pub seq: u64,
 }
 
+/// How far one member has got in a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberReceipt {
+    /// The member.
+    pub user_id: UserId,
+    /// Highest `seq` any of their devices acknowledged.
+    pub delivered_seq: u64,
+    /// Highest `seq` they marked read.
+    pub read_seq: u64,
+}
+
+/// `ok` to `receipts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptsOk {
+    /// One entry per member.
+    pub receipts: Vec<MemberReceipt>,
+}
+
+/// `ok` to `history`: decode as this on the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryOk {
+    /// Messages in ascending `seq` order.
+    pub messages: Vec<HistoryEntry>,
+}
+
+/// One message of a `history` page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The envelope with this device's key entry.
+    pub envelope: Envelope,
+}
+
 /// An `error` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorFrame {
@@ -603,6 +689,76 @@ pub struct MessagePush {
     pub seq: u64,
     /// The envelope, with at least this device's key entry.
     pub envelope: Envelope,
+}
+
+/// What a receipt reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptKind {
+    /// A device of the user acknowledged it.
+    Delivered,
+    /// The user marked it read.
+    Read,
+}
+
+/// push `receipt`: a recipient got or read the sender's messages up to `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptPush {
+    /// Conversation.
+    pub conv_id: ConversationId,
+    /// The sender's newest message covered.
+    pub seq: u64,
+    /// Who received or read it.
+    pub user_id: UserId,
+    /// Which device (for `read`, the device the user read on).
+    pub device_id: DeviceId,
+    /// Delivered or read.
+    pub kind: ReceiptKind,
+}
+
+/// push `devices_changed`: a user's device list changed; refetch `devices`
+/// before sealing to them again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicesChangedPush {
+    /// Whose devices changed.
+    pub user_id: UserId,
+}
+
+/// push `conversation_changed`: members or title changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationChangedPush {
+    /// Conversation.
+    pub conv_id: ConversationId,
+    /// Title.
+    pub title: String,
+    /// Current members.
+    pub members: Vec<UserId>,
+}
+
+/// push `unread_urgent`: an urgent message is still unread after the
+/// escalation time; the sender should call instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadUrgentPush {
+    /// Conversation.
+    pub conv_id: ConversationId,
+    /// The urgent message.
+    pub seq: u64,
+    /// Its id.
+    pub msg_id: MessageId,
+    /// Members who have not read it.
+    pub unread: Vec<UserId>,
+}
+
+/// Encodes a push of `kind` with the fields of `body`.
+pub fn encode_push<T: Serialize>(kind: &'static str, body: &T) -> String {
+    #[derive(Serialize)]
+    struct Out<'a, T> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(flatten)]
+        body: &'a T,
+    }
+    serde_json::to_string(&Out { kind, body }).expect("push types always serialise")
 }
 
 /// An envelope cut into the part every recipient shares and one JSON key
@@ -703,6 +859,33 @@ pub fn render_message_push(
     out
 }
 
+/// The `ok` to `history`: `(seq, envelope)` pairs, each envelope with only
+/// the requesting device's key entry.
+pub fn render_history_ok<'a>(
+    re: u64,
+    device: &DeviceId,
+    messages: impl Iterator<Item = (u64, &'a SplitEnvelope)>,
+) -> String {
+    let mut out = format!("{{\"type\":\"ok\",\"re\":{re},\"messages\":[");
+    let mut first = true;
+    for (seq, env) in messages {
+        let Some(entry) = env.entry_for(device) else {
+            continue;
+        };
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str("{\"seq\":");
+        out.push_str(&seq.to_string());
+        out.push_str(",\"envelope\":");
+        env.write_for(Some(entry), &mut out);
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
+}
+
 /// What a client reads from the server, after the head is known.
 #[derive(Debug, Clone)]
 pub enum ServerFrame {
@@ -715,6 +898,14 @@ pub enum ServerFrame {
     Error(ErrorFrame),
     /// A `message` push.
     Message(Box<MessagePush>),
+    /// A `receipt` push.
+    Receipt(ReceiptPush),
+    /// A `devices_changed` push.
+    DevicesChanged(DevicesChangedPush),
+    /// A `conversation_changed` push.
+    ConversationChanged(ConversationChangedPush),
+    /// An `unread_urgent` push.
+    UnreadUrgent(UnreadUrgentPush),
     /// A push this client does not know; ignore it.
     UnknownPush(String),
 }
@@ -739,9 +930,26 @@ pub fn decode_server_frame(text: &str) -> Result<ServerFrame, DecodeError> {
         Some("message") => serde_json::from_str(text)
             .map(|m| ServerFrame::Message(Box::new(m)))
             .map_err(|e| bad(format!("message push: {}", describe(&e)))),
+        Some("receipt") => push(text, ServerFrame::Receipt),
+        Some("devices_changed") => push(text, ServerFrame::DevicesChanged),
+        Some("conversation_changed") => push(text, ServerFrame::ConversationChanged),
+        Some("unread_urgent") => push(text, ServerFrame::UnreadUrgent),
         Some(other) => Ok(ServerFrame::UnknownPush(other.to_string())),
         None => Err(bad("server frame without `type`".into())),
     }
+}
+
+fn push<T: DeserializeOwned>(
+    text: &str,
+    wrap: impl FnOnce(T) -> ServerFrame,
+) -> Result<ServerFrame, DecodeError> {
+    serde_json::from_str(text)
+        .map(wrap)
+        .map_err(|e| DecodeError {
+            re: None,
+            code: ErrorCode::BadFrame,
+            message: format!("push: {}", describe(&e)),
+        })
 }
 
 /// Decodes the fields of an `ok` frame as `T`.

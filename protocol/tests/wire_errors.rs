@@ -91,7 +91,12 @@ fn every_request_type_decodes_its_documented_example() {
             "devices" => r#""user_ids":["u-1"]"#.to_string(),
             "conversation_create" => r#""members":["u-1"],"title":"t""#.to_string(),
             "send" => continue, // covered by the envelope tests
-            "ack" => r#""conv_id":"c-1","seq":3"#.to_string(),
+            "ack" | "read" => r#""conv_id":"c-1","seq":3"#.to_string(),
+            "history" => r#""conv_id":"c-1","before_seq":10,"limit":5"#.to_string(),
+            "receipts" => r#""conv_id":"c-1""#.to_string(),
+            "conversation_add" | "conversation_remove" => {
+                r#""conv_id":"c-1","members":["u-2"]"#.to_string()
+            }
             other => panic!("no example for request type {other}: add one"),
         };
         let sep = if fields.is_empty() { "" } else { "," };

@@ -423,7 +423,11 @@ pub async fn login(state: &Arc<State>, req: Login) -> Result<(SessionOk, Authed)
                 }
             }
         }
-        LoginDevice::New(d) => new_device(state, &user.id, d)?.id,
+        LoginDevice::New(d) => {
+            let id = new_device(state, &user.id, d)?.id;
+            crate::notify::devices_changed(state, &user.id)?;
+            id
+        }
     };
     state.store.put_user(&user)?;
     tracing::info!(user = %user.id, device = %device_id, "login");

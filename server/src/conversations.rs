@@ -3,12 +3,14 @@
 use std::collections::BTreeSet;
 
 use wardline_protocol::wire::{
-    ConversationCreate, ConversationCreateOk, ConversationInfo, ConversationsOk, ErrorCode,
+    self, ConversationAdd, ConversationChangedPush, ConversationCreate, ConversationCreateOk,
+    ConversationInfo, ConversationRemove, ConversationsOk, ErrorCode, Role,
 };
 use wardline_protocol::{ConversationId, UserId};
 
 use crate::auth::{Authed, random10};
 use crate::error::ApiError;
+use crate::notify;
 use crate::state::State;
 use crate::store::{Conversation, UserState};
 
@@ -36,17 +38,7 @@ pub fn create(
             "a conversation has at most {MAX_MEMBERS} members"
         )));
     }
-    for m in &members {
-        match state.store.user(m)? {
-            Some(u) if u.state != UserState::Disabled => {}
-            _ => {
-                return Err(ApiError::new(
-                    ErrorCode::NotFound,
-                    format!("no active user with id {m}"),
-                ));
-            }
-        }
-    }
+    check_users_exist(state, &members)?;
     let now = state.clock.now_ms();
     let conv = Conversation {
         id: ConversationId::generate_v7(now as u64, random10()),
@@ -99,4 +91,92 @@ pub fn for_member(
         ));
     }
     Ok(c)
+}
+
+fn check_users_exist<'a>(
+    state: &State,
+    users: impl IntoIterator<Item = &'a UserId>,
+) -> Result<(), ApiError> {
+    for m in users {
+        match state.store.user(m)? {
+            Some(u) if u.state != UserState::Disabled => {}
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no active user with id {m}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A conversation the caller may change: members change their own
+/// conversations; admins change any.
+fn for_editor(
+    state: &State,
+    authed: &Authed,
+    id: &ConversationId,
+) -> Result<Conversation, ApiError> {
+    if authed.user.role == Role::Admin {
+        return state
+            .store
+            .conversation(id)?
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such conversation"));
+    }
+    for_member(state, authed, id)
+}
+
+/// Stores the new membership and tells old and new members. Removed members
+/// are told too, so their clients drop the conversation.
+fn save_and_announce(
+    state: &State,
+    conv: &Conversation,
+    removed: &[UserId],
+) -> Result<(), ApiError> {
+    state.store.update_conversation(conv, removed)?;
+    state.store.sync()?;
+    let frame = wire::encode_push(
+        "conversation_changed",
+        &ConversationChangedPush {
+            conv_id: conv.id.clone(),
+            title: conv.title.clone(),
+            members: conv.members.clone(),
+        },
+    );
+    notify::to_users(state, conv.members.iter().chain(removed), &frame)
+}
+
+/// `conversation_add`.
+pub fn add(state: &State, authed: &Authed, req: ConversationAdd) -> Result<(), ApiError> {
+    let mut conv = for_editor(state, authed, &req.conv_id)?;
+    let mut members: BTreeSet<UserId> = conv.members.iter().cloned().collect();
+    let new: Vec<&UserId> = req
+        .members
+        .iter()
+        .filter(|m| !members.contains(*m))
+        .collect();
+    check_users_exist(state, new.iter().copied())?;
+    members.extend(new.into_iter().cloned());
+    if members.len() > MAX_MEMBERS {
+        return Err(ApiError::bad_request(format!(
+            "a conversation has at most {MAX_MEMBERS} members"
+        )));
+    }
+    conv.members = members.into_iter().collect();
+    save_and_announce(state, &conv, &[])
+}
+
+/// `conversation_remove`: anyone may leave; members and admins may remove others.
+pub fn remove(state: &State, authed: &Authed, req: ConversationRemove) -> Result<(), ApiError> {
+    let mut conv = for_editor(state, authed, &req.conv_id)?;
+    let gone: BTreeSet<&UserId> = req.members.iter().collect();
+    let removed: Vec<UserId> = conv
+        .members
+        .iter()
+        .filter(|m| gone.contains(m))
+        .cloned()
+        .collect();
+    conv.members.retain(|m| !gone.contains(m));
+    save_and_announce(state, &conv, &removed)
 }

@@ -30,6 +30,8 @@ pub enum Outbound {
         /// The rendered frame.
         frame: String,
     },
+    /// Any other push, delivered as is.
+    Frame(String),
 }
 
 #[derive(Debug)]
@@ -88,6 +90,26 @@ impl Hub {
             list.retain(|c| c.id != id);
         }
         self.conns.remove_if(device, |_, list| list.is_empty());
+    }
+
+    /// Queues `frame` to every connection of `device`; true if it has any.
+    pub fn push_to_device(&self, device: &DeviceId, frame: &str) -> bool {
+        let Some(conns) = self.conns.get(device) else {
+            return false;
+        };
+        for c in conns.iter() {
+            if c.tx.try_send(Outbound::Frame(frame.to_string())).is_err() {
+                self.metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
+                c.kick.notify_one();
+            }
+        }
+        true
+    }
+
+    /// Re-delivers one stored message to `device`'s connections, bypassing
+    /// the duplicate filter (urgent re-notification).
+    pub fn renotify(&self, device: &DeviceId, frame: &str) -> bool {
+        self.push_to_device(device, frame)
     }
 
     /// Closes every connection of `device` that uses session `token_hash`

@@ -23,6 +23,7 @@ pub mod hub;
 pub mod messaging;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod ops;
 pub mod session;
 pub mod state;

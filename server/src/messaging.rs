@@ -2,13 +2,19 @@
 
 use std::collections::BTreeSet;
 
-use wardline_protocol::wire::{self, Ack, ErrorCode, SendOk, SplitEnvelope, render_message_push};
-use wardline_protocol::{ConversationId, DeviceId, Envelope};
+use std::collections::BTreeMap;
+
+use wardline_protocol::wire::{
+    self, Ack, ErrorCode, History, MemberReceipt, Read, ReceiptKind, ReceiptPush, Receipts,
+    ReceiptsOk, SendOk, SplitEnvelope, render_message_push,
+};
+use wardline_protocol::{ConversationId, DeviceId, Envelope, UserId};
 
 use crate::auth::Authed;
 use crate::conversations;
 use crate::directory::active_devices;
 use crate::error::ApiError;
+use crate::notify;
 use crate::state::State;
 use crate::store::{Appended, NewMessage, Writer};
 
@@ -68,6 +74,7 @@ pub fn check_send(
     }
     Ok(NewMessage {
         conv_id: envelope.conv_id.clone(),
+        sender_user: envelope.sender_user.clone(),
         msg_id: envelope.msg_id,
         priority: envelope.priority,
         envelope: SplitEnvelope::new(envelope),
@@ -97,20 +104,140 @@ pub async fn commit(writer: Writer, re: u64, msg: NewMessage) -> Result<String, 
     ))
 }
 
-/// `ack`: moves this device's cursor forward.
+/// Most messages one receipt scan looks at; older ones in a huge jump are
+/// covered by the receipt for the newest anyway.
+const RECEIPT_SCAN: usize = 1000;
+
+/// `ack`: moves this device's cursor forward and tells the senders.
 pub fn ack(state: &State, authed: &Authed, req: Ack) -> Result<(), ApiError> {
     conversations::for_member(state, authed, &req.conv_id)?;
-    let last = state.store.last_seq(&req.conv_id)?;
-    if req.seq > last {
-        return Err(ApiError::bad_request(format!(
-            "seq {} is beyond the newest message ({last})",
-            req.seq
-        )));
-    }
-    state
+    check_seq(state, &req.conv_id, req.seq)?;
+    let before = state.store.cursor(&authed.device_id, &req.conv_id)?;
+    let now = state
         .store
         .advance_cursor(&authed.device_id, &req.conv_id, req.seq)?;
+    if now > before {
+        send_receipts(
+            state,
+            authed,
+            &req.conv_id,
+            before,
+            now,
+            ReceiptKind::Delivered,
+        )?;
+    }
     Ok(())
+}
+
+/// `read`: moves the user's read cursor forward and tells the senders.
+pub fn read(state: &State, authed: &Authed, req: Read) -> Result<(), ApiError> {
+    conversations::for_member(state, authed, &req.conv_id)?;
+    check_seq(state, &req.conv_id, req.seq)?;
+    let before = state.store.read_cursor(&authed.user.id, &req.conv_id)?;
+    let now = state
+        .store
+        .advance_read(&authed.user.id, &req.conv_id, req.seq)?;
+    if now > before {
+        send_receipts(state, authed, &req.conv_id, before, now, ReceiptKind::Read)?;
+    }
+    Ok(())
+}
+
+fn check_seq(state: &State, conv: &ConversationId, seq: u64) -> Result<(), ApiError> {
+    let last = state.store.last_seq(conv)?;
+    if seq > last {
+        return Err(ApiError::bad_request(format!(
+            "seq {seq} is beyond the newest message ({last})"
+        )));
+    }
+    Ok(())
+}
+
+/// One receipt per sender of a message in `(from, to]`, naming that
+/// sender's newest message in the range, pushed to the sender's devices.
+fn send_receipts(
+    state: &State,
+    authed: &Authed,
+    conv: &ConversationId,
+    from: u64,
+    to: u64,
+    kind: ReceiptKind,
+) -> Result<(), ApiError> {
+    let after = from.max(to.saturating_sub(RECEIPT_SCAN as u64));
+    let mut newest: BTreeMap<UserId, u64> = BTreeMap::new();
+    for m in state.store.messages_after(conv, after, RECEIPT_SCAN)? {
+        if m.seq > to {
+            break;
+        }
+        if m.sender_user != authed.user.id {
+            newest.insert(m.sender_user, m.seq);
+        }
+    }
+    for (sender, seq) in newest {
+        let frame = wire::encode_push(
+            "receipt",
+            &ReceiptPush {
+                conv_id: conv.clone(),
+                seq,
+                user_id: authed.user.id.clone(),
+                device_id: authed.device_id.clone(),
+                kind,
+            },
+        );
+        notify::to_users(state, [&sender], &frame)?;
+    }
+    Ok(())
+}
+
+/// `receipts`: each member's delivered and read position.
+pub fn receipts(state: &State, authed: &Authed, req: Receipts) -> Result<ReceiptsOk, ApiError> {
+    let conv = conversations::for_member(state, authed, &req.conv_id)?;
+    let mut receipts = Vec::with_capacity(conv.members.len());
+    for m in &conv.members {
+        let mut delivered_seq = 0;
+        for d in state.store.devices_of(m)? {
+            delivered_seq = delivered_seq.max(state.store.cursor(&d.id, &conv.id)?);
+        }
+        receipts.push(MemberReceipt {
+            user_id: m.clone(),
+            delivered_seq,
+            read_seq: state.store.read_cursor(m, &conv.id)?,
+        });
+    }
+    Ok(ReceiptsOk { receipts })
+}
+
+/// Default and largest page for `history`.
+pub const HISTORY_DEFAULT: u64 = 100;
+/// The protocol lets a server cap `limit`, but not below 100.
+pub const HISTORY_MAX: u64 = 500;
+
+/// `history`: up to `limit` messages below `before_seq`, oldest first, each
+/// with only this device's key entry (messages it cannot open are left out).
+pub fn history(state: &State, authed: &Authed, re: u64, req: History) -> Result<String, ApiError> {
+    conversations::for_member(state, authed, &req.conv_id)?;
+    let limit = req
+        .limit
+        .map_or(HISTORY_DEFAULT, u64::from)
+        .clamp(1, HISTORY_MAX);
+    let newest = state.store.last_seq(&req.conv_id)?;
+    let before = req
+        .before_seq
+        .unwrap_or(u64::MAX)
+        .min(newest.saturating_add(1));
+    let lo = before.saturating_sub(limit).max(1);
+    let page = if before > lo {
+        state
+            .store
+            .messages_after(&req.conv_id, lo - 1, (before - lo) as usize)?
+    } else {
+        Vec::new()
+    };
+    Ok(wire::render_history_ok(
+        re,
+        &authed.device_id,
+        page.iter().map(|m| (m.seq, &m.envelope)),
+    ))
 }
 
 /// One page of catch-up: `(seq, frame)` pairs, and where the next page

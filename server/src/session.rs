@@ -202,6 +202,7 @@ async fn next_push(live: &mut Option<Live>) -> Push {
                 *last = seq;
                 Push::Frame(frame)
             }
+            Some(Outbound::Frame(frame)) => Push::Frame(frame),
             None => std::future::pending().await,
         },
     }
@@ -298,6 +299,20 @@ async fn dispatch(
                 }
                 Request::Ack(r) => {
                     messaging::ack(state, authed, r)?;
+                    ok(&Empty {})
+                }
+                Request::Read(r) => {
+                    messaging::read(state, authed, r)?;
+                    ok(&Empty {})
+                }
+                Request::History(r) => Ok(vec![messaging::history(state, authed, re, r)?]),
+                Request::Receipts(r) => ok(&messaging::receipts(state, authed, r)?),
+                Request::ConversationAdd(r) => {
+                    conversations::add(state, authed, r)?;
+                    ok(&Empty {})
+                }
+                Request::ConversationRemove(r) => {
+                    conversations::remove(state, authed, r)?;
                     ok(&Empty {})
                 }
                 Request::EnrolStart(_)

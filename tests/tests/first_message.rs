@@ -85,6 +85,8 @@ fn urgent_message_travels_encrypted_from_one_clinician_to_another() {
         ("alice TOTP secret bytes", raw_secret(&alice_secret)),
         ("bob TOTP secret bytes", raw_secret(&bob_secret)),
         ("username", b"alice".to_vec()),
+        ("display name", b"Dr Alice Ng".to_vec()),
+        ("conversation title", b"alice & bob".to_vec()),
     ];
     for (what, needle) in &secrets {
         let found = files_containing(&data, needle);

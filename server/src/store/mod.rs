@@ -95,6 +95,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Creates a conversation and indexes it under each member.
     fn insert_conversation(&self, c: &Conversation) -> Result<()>;
+    /// Replaces a conversation's record and membership index; `removed`
+    /// members lose it from their list.
+    fn update_conversation(&self, c: &Conversation, removed: &[UserId]) -> Result<()>;
     /// A conversation by id.
     fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>>;
     /// The conversations a user belongs to.
@@ -116,6 +119,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn cursor(&self, device: &DeviceId, conv: &ConversationId) -> Result<u64>;
     /// Moves a cursor forward (never back); returns the new value.
     fn advance_cursor(&self, device: &DeviceId, conv: &ConversationId, seq: u64) -> Result<u64>;
+
+    /// The highest `seq` the user marked read in a conversation.
+    fn read_cursor(&self, user: &UserId, conv: &ConversationId) -> Result<u64>;
+    /// Moves a read cursor forward (never back); returns the new value.
+    fn advance_read(&self, user: &UserId, conv: &ConversationId, seq: u64) -> Result<u64>;
 
     /// Makes every write so far durable: on disk, past the drive's cache.
     fn sync(&self) -> Result<()>;

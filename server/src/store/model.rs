@@ -90,6 +90,7 @@ pub struct Conversation {
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub conv_id: ConversationId,
+    pub sender_user: UserId,
     pub msg_id: MessageId,
     pub priority: Priority,
     pub envelope: SplitEnvelope,
@@ -99,6 +100,7 @@ pub struct NewMessage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredMessage {
     pub seq: u64,
+    pub sender_user: UserId,
     pub msg_id: MessageId,
     pub priority: Priority,
     pub stored_at: i64,

@@ -32,6 +32,7 @@ pub struct SledStore {
     user_convs: sled::Tree,
     messages: sled::Tree,
     cursors: sled::Tree,
+    reads: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -58,6 +59,7 @@ impl SledStore {
             user_convs: t("user_convs")?,
             messages: t("messages")?,
             cursors: t("cursors")?,
+            reads: t("reads")?,
             meta: t("meta")?,
             data_file,
             db,
@@ -104,8 +106,30 @@ impl SledStore {
             .map_err(|_| StoreError::Corrupt("a stored record does not parse"))
     }
 
-    fn seq_value(&self, key: &[u8], v: &[u8]) -> Result<u64> {
-        self.decode("cursors", key, v)
+    fn seq_at(&self, tree: &sled::Tree, name: &str, key: &[u8]) -> Result<u64> {
+        match tree.get(key)? {
+            None => Ok(0),
+            Some(v) => self.decode(name, key, &v),
+        }
+    }
+
+    /// Raises a sealed sequence number to `seq` (never lowers it).
+    fn raise_seq(&self, tree: &sled::Tree, name: &str, key: &[u8], seq: u64) -> Result<u64> {
+        loop {
+            let old = tree.get(key)?;
+            let current: u64 = match &old {
+                None => 0,
+                Some(v) => self.decode(name, key, v)?,
+            };
+            if seq <= current {
+                return Ok(current);
+            }
+            let new = self.sealer.seal(name, key, seq.to_string().as_bytes());
+            // Compare-and-swap so two connections never move it backwards.
+            if tree.compare_and_swap(key, old, Some(new))?.is_ok() {
+                return Ok(seq);
+            }
+        }
     }
 }
 
@@ -216,6 +240,14 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn update_conversation(&self, c: &Conversation, removed: &[UserId]) -> Result<()> {
+        self.insert_conversation(c)?;
+        for m in removed {
+            self.user_convs.remove(keys::user_conv(m, &c.id))?;
+        }
+        Ok(())
+    }
+
     fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>> {
         self.get(&self.conversations, "conversations", &keys::id(id.as_str()))
     }
@@ -262,6 +294,7 @@ impl Store for SledStore {
             let key = keys::message(&m.conv_id, seq);
             let record = StoredMessageRef {
                 seq,
+                sender_user: &m.sender_user,
                 msg_id: &m.msg_id,
                 priority: m.priority,
                 stored_at: now_ms,
@@ -308,31 +341,19 @@ impl Store for SledStore {
     }
 
     fn cursor(&self, device: &DeviceId, conv: &ConversationId) -> Result<u64> {
-        let k = keys::cursor(device, conv);
-        match self.cursors.get(&k)? {
-            None => Ok(0),
-            Some(v) => self.seq_value(&k, &v),
-        }
+        self.seq_at(&self.cursors, "cursors", &keys::cursor(device, conv))
     }
 
     fn advance_cursor(&self, device: &DeviceId, conv: &ConversationId, seq: u64) -> Result<u64> {
-        let k = keys::cursor(device, conv);
-        loop {
-            let old = self.cursors.get(&k)?;
-            let current = match &old {
-                None => 0,
-                Some(v) => self.seq_value(&k, v)?,
-            };
-            if seq <= current {
-                return Ok(current);
-            }
-            let new = self.sealer.seal("cursors", &k, seq.to_string().as_bytes());
-            // Compare-and-swap so two connections of one device never move
-            // the cursor backwards.
-            if self.cursors.compare_and_swap(&k, old, Some(new))?.is_ok() {
-                return Ok(seq);
-            }
-        }
+        self.raise_seq(&self.cursors, "cursors", &keys::cursor(device, conv), seq)
+    }
+
+    fn read_cursor(&self, user: &UserId, conv: &ConversationId) -> Result<u64> {
+        self.seq_at(&self.reads, "reads", &keys::user_conv(user, conv))
+    }
+
+    fn advance_read(&self, user: &UserId, conv: &ConversationId, seq: u64) -> Result<u64> {
+        self.raise_seq(&self.reads, "reads", &keys::user_conv(user, conv), seq)
     }
 
     fn sync(&self) -> Result<()> {
@@ -348,6 +369,7 @@ impl Store for SledStore {
 #[derive(Serialize)]
 struct StoredMessageRef<'a> {
     seq: u64,
+    sender_user: &'a UserId,
     msg_id: &'a wardline_protocol::MessageId,
     priority: wardline_protocol::Priority,
     stored_at: i64,

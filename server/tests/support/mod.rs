@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wardline_protocol::{DeviceSecrets, b64};
+use wardline_protocol::{
+    Body, BodyKind, ConversationId, DeviceId, DeviceSecrets, Envelope, Header, KemPublicKey,
+    MessageId, Priority, Recipient, Region, Timestamp, UserId, b64, envelope,
+};
 use wardline_server::{Clock, Config, Server, State};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -237,5 +240,100 @@ impl TestUser {
             .await;
         let code = r["enrol_code"].as_str().expect("code").to_string();
         Self::enrol(server, &code, &format!("{username} password 1")).await
+    }
+}
+
+/// Seals `text` from `from` to the given devices (`devices` reply entries).
+pub fn seal(from: &TestUser, conv: &str, devices: &Value, text: &str, msg_id: MessageId) -> Value {
+    seal_with(from, conv, devices, text, msg_id, Region::GB)
+}
+
+pub fn seal_with(
+    from: &TestUser,
+    conv: &str,
+    devices: &Value,
+    text: &str,
+    msg_id: MessageId,
+    residency: Region,
+) -> Value {
+    let recipients: Vec<Recipient> = devices["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| Recipient {
+            device_id: DeviceId::parse(d["device_id"].as_str().expect("id")).expect("id"),
+            kem_pk: KemPublicKey::from_bytes(
+                b64::decode(d["kem_pk"].as_str().expect("pk"))
+                    .expect("b64")
+                    .try_into()
+                    .expect("32"),
+            ),
+        })
+        .collect();
+    let header = Header {
+        msg_id,
+        conv_id: ConversationId::parse(conv).expect("id"),
+        sender_user: UserId::parse(from.user_id.as_str()).expect("id"),
+        sender_device: DeviceId::parse(from.device_id.as_str()).expect("id"),
+        sent_at: Timestamp::parse("2026-11-23T07:31:54.123Z").expect("time"),
+        priority: Priority::Urgent,
+        residency,
+    };
+    let body = Body {
+        text: text.into(),
+        kind: BodyKind::Message,
+        patient: None,
+        reply_to: None,
+    };
+    serde_json::to_value(envelope::seal(header, &body, &from.keys, &recipients).expect("seal"))
+        .expect("json")
+}
+
+pub fn new_msg_id(n: u8) -> MessageId {
+    MessageId::generate_v7(1_795_419_114_123 + u64::from(n), [n; 10])
+}
+
+pub fn open_text(to: &TestUser, from: &TestUser, push: &Value) -> String {
+    let env: Envelope = serde_json::from_value(push["envelope"].clone()).expect("envelope");
+    let me = DeviceId::parse(to.device_id.as_str()).expect("id");
+    envelope::open(&env, &me, &to.keys, &from.keys.public().sig_pk)
+        .expect("opens")
+        .text
+}
+
+pub struct Ward {
+    pub server: TestServer,
+    pub admin: TestUser,
+    pub alice: TestUser,
+    pub bob: TestUser,
+    pub conv: String,
+    pub devices: Value,
+}
+
+pub async fn ward() -> Ward {
+    let server = TestServer::start().await;
+    let mut admin = TestUser::admin(&server).await;
+    let mut alice = TestUser::clinician(&server, &mut admin, "alice").await;
+    let bob = TestUser::clinician(&server, &mut admin, "bob").await;
+    let r = alice
+        .client
+        .ok(
+            "conversation_create",
+            json!({"members": [bob.user_id], "title": "Ward 10 nights"}),
+        )
+        .await;
+    assert_eq!(r["residency"], "GB");
+    let conv = r["conv_id"].as_str().expect("id").to_string();
+    let devices = alice
+        .client
+        .ok("devices", json!({"user_ids": [alice.user_id, bob.user_id]}))
+        .await;
+    Ward {
+        server,
+        admin,
+        alice,
+        bob,
+        conv,
+        devices,
     }
 }
