@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod ws;
+
 /// How long any single step may take before the test fails.
 pub const STEP: Duration = Duration::from_secs(30);
 
