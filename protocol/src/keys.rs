@@ -68,6 +68,11 @@ public_key!(
 );
 
 impl SigPublicKey {
+    /// True if the bytes are a valid Ed25519 public key (a curve point).
+    pub fn is_valid(&self) -> bool {
+        VerifyingKey::from_bytes(&self.0).is_ok()
+    }
+
     /// Verifies an Ed25519 signature strictly (RFC 8032, no malleable forms).
     pub fn verify(&self, msg: &[u8], sig: &[u8; 64]) -> Result<(), KeyError> {
         let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidSigningKey)?;

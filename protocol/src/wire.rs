@@ -337,14 +337,30 @@ pub struct DecodeError {
     pub message: String,
 }
 
+/// The head of a request. Both fields are taken as any JSON value so that a
+/// wrong type in one does not hide the other (a numeric `type` still lets the
+/// error name the request `id`).
 #[derive(Deserialize)]
-struct Head<'a> {
+struct RequestHead {
+    #[serde(rename = "type", default)]
+    kind: Option<serde_json::Value>,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+/// The head of a server frame.
+#[derive(Deserialize)]
+struct ServerHead<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
-    id: Option<serde_json::Value>,
-    #[serde(default)]
     re: Option<u64>,
+}
+
+/// serde reads a struct from a JSON array by position; the protocol only
+/// has objects, so anything else is refused before parsing.
+fn is_object(text: &str) -> bool {
+    text.trim_start().starts_with('{')
 }
 
 /// Decodes one text frame from a client.
@@ -356,14 +372,24 @@ pub fn decode_request(text: &str) -> Result<RequestFrame, DecodeError> {
             message: format!("frame is larger than {MAX_FRAME_BYTES} bytes"),
         });
     }
-    let head: Head<'_> = serde_json::from_str(text).map_err(|e| DecodeError {
+    let not_object = || DecodeError {
         re: None,
         code: ErrorCode::BadFrame,
-        message: if e.is_data() {
-            "frame must be a JSON object".into()
+        message: "frame must be a JSON object".into(),
+    };
+    if !is_object(text) {
+        return Err(not_object());
+    }
+    let head: RequestHead = serde_json::from_str(text).map_err(|e| {
+        if e.is_data() {
+            not_object()
         } else {
-            format!("frame is not valid JSON ({})", e.classify_name())
-        },
+            DecodeError {
+                re: None,
+                code: ErrorCode::BadFrame,
+                message: format!("frame is not valid JSON ({})", e.classify_name()),
+            }
+        }
     })?;
     let id = match head.id {
         Some(serde_json::Value::Number(n)) => n.as_u64(),
@@ -376,11 +402,11 @@ pub fn decode_request(text: &str) -> Result<RequestFrame, DecodeError> {
             message: "request needs an integer `id` of 0 or more".into(),
         });
     };
-    let Some(kind) = head.kind else {
+    let Some(serde_json::Value::String(kind)) = head.kind else {
         return Err(DecodeError {
             re: Some(id),
             code: ErrorCode::BadRequest,
-            message: "request needs a `type`".into(),
+            message: "request needs a `type` string".into(),
         });
     };
     match Request::decode_fields(&kind, text) {
@@ -917,7 +943,10 @@ pub fn decode_server_frame(text: &str) -> Result<ServerFrame, DecodeError> {
         code: ErrorCode::BadFrame,
         message,
     };
-    let head: Head<'_> =
+    if !is_object(text) {
+        return Err(bad("server frame is not a JSON object".into()));
+    }
+    let head: ServerHead<'_> =
         serde_json::from_str(text).map_err(|e| bad(format!("server frame: {}", describe(&e))))?;
     match head.kind.as_deref() {
         Some("ok") => match head.re {

@@ -15,6 +15,26 @@ fn not_json_is_bad_frame() {
 }
 
 #[test]
+fn arrays_are_not_read_as_requests() {
+    assert_eq!(code_of(r#"["ack",5]"#), (None, ErrorCode::BadFrame));
+    assert_eq!(code_of(r#"  ["logout"]"#), (None, ErrorCode::BadFrame));
+}
+
+#[test]
+fn a_non_string_type_still_names_the_request() {
+    assert_eq!(
+        code_of(r#"{"type":7,"id":8}"#),
+        (Some(8), ErrorCode::BadRequest)
+    );
+}
+
+#[test]
+fn a_stray_re_field_in_a_request_is_ignored() {
+    let f = wire::decode_request(r#"{"type":"logout","id":3,"re":"x"}"#).expect("accepted");
+    assert_eq!(f.id, 3);
+}
+
+#[test]
 fn unknown_type_is_bad_request_with_re() {
     assert_eq!(
         code_of(r#"{"type":"frobnicate","id":4}"#),

@@ -53,7 +53,14 @@ pub struct Auth {
     /// Serialises credential checks per user: a TOTP step must be spent once
     /// even when two logins race.
     user_locks: DashMap<UserId, Arc<Mutex<()>>>,
+    /// Failed logins for usernames that do not exist, so that they lock out
+    /// exactly like real ones and `locked_out` reveals nothing.
+    phantom_failures: DashMap<String, Vec<i64>>,
 }
+
+/// Most unknown usernames whose failures are remembered; beyond it the
+/// oldest are forgotten (memory stays bounded under a username spray).
+const MAX_PHANTOMS: usize = 100_000;
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,6 +86,7 @@ impl Auth {
             argon2,
             dummy_hash,
             user_locks: DashMap::new(),
+            phantom_failures: DashMap::new(),
         }
     }
 
@@ -307,6 +315,12 @@ fn new_device(state: &State, user: &UserId, d: NewDevice) -> Result<Device, ApiE
             "device name must be 1 to 64 characters",
         ));
     }
+    // A signing key that is not a valid Ed25519 point could never verify.
+    if !d.sig_pk.is_valid() {
+        return Err(ApiError::bad_request(
+            "sig_pk is not a valid Ed25519 public key",
+        ));
+    }
     let device = Device {
         id: DeviceId::generate_v7(state.clock.now_ms() as u64, random10()),
         user_id: user.clone(),
@@ -376,8 +390,14 @@ pub async fn login(state: &Arc<State>, req: Login) -> Result<(SessionOk, Authed)
         Err(_) => None,
     };
     let Some(user) = found else {
-        // Same work, same answer as a wrong password.
+        // Same work, same answers (including lockout) as a wrong password.
+        let now = state.clock.now_ms();
+        let key = req.username.trim().to_ascii_lowercase();
+        if phantom_locked(state, &key, now) {
+            return Err(locked_out());
+        }
         verify_password(state, None, req.password).await;
+        record_phantom_failure(state, key, now);
         return Err(login_failed());
     };
     let lock = state.auth.lock_for(&user.id);
@@ -385,10 +405,7 @@ pub async fn login(state: &Arc<State>, req: Login) -> Result<(SessionOk, Authed)
     let mut user = state.store.user(&user.id)?.ok_or_else(login_failed)?;
     let now = state.clock.now_ms();
     if user.locked_until > now {
-        return Err(ApiError::new(
-            ErrorCode::LockedOut,
-            "too many failed attempts; this account is locked for 15 minutes",
-        ));
+        return Err(locked_out());
     }
     let password_ok = verify_password(state, user.password_hash.clone(), req.password).await;
     let totp = match (&user.totp_secret, password_ok) {
@@ -410,6 +427,8 @@ pub async fn login(state: &Arc<State>, req: Login) -> Result<(SessionOk, Authed)
     };
     user.totp_last_step = step;
     user.failed_logins.clear();
+    // Spend the code now, whatever happens to the device part below.
+    state.store.put_user(&user)?;
     let device_id = match req.device {
         LoginDevice::Existing { device_id } => {
             let d = state.store.device(&device_id)?;
@@ -432,6 +451,32 @@ pub async fn login(state: &Arc<State>, req: Login) -> Result<(SessionOk, Authed)
     state.store.put_user(&user)?;
     tracing::info!(user = %user.id, device = %device_id, "login");
     open_session(state, user, device_id)
+}
+
+fn locked_out() -> ApiError {
+    ApiError::new(
+        ErrorCode::LockedOut,
+        "too many failed attempts; this account is locked for 15 minutes",
+    )
+}
+
+fn phantom_locked(state: &State, key: &str, now: i64) -> bool {
+    state.auth.phantom_failures.get(key).is_some_and(|f| {
+        f.iter().filter(|t| now - **t < LOCKOUT_WINDOW_MS).count() >= LOCKOUT_THRESHOLD
+    })
+}
+
+fn record_phantom_failure(state: &State, key: String, now: i64) {
+    let map = &state.auth.phantom_failures;
+    if map.len() >= MAX_PHANTOMS {
+        map.retain(|_, f| f.last().is_some_and(|t| now - t < LOCKOUT_WINDOW_MS));
+        if map.len() >= MAX_PHANTOMS {
+            map.clear();
+        }
+    }
+    let mut f = map.entry(key).or_default();
+    f.retain(|t| now - t < LOCKOUT_WINDOW_MS);
+    f.push(now);
 }
 
 fn record_failure(state: &State, user: &mut User, now: i64) -> Result<(), ApiError> {

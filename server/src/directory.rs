@@ -21,7 +21,8 @@ pub fn lookup(state: &State, _authed: &Authed, req: Lookup) -> Result<LookupOk, 
         )));
     }
     let mut users = Vec::new();
-    for name in &req.usernames {
+    let unique: BTreeSet<&String> = req.usernames.iter().collect();
+    for name in unique {
         let Ok(name) = Username::parse(name.trim()) else {
             continue;
         };

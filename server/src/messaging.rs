@@ -21,13 +21,25 @@ use crate::store::{Appended, NewMessage, Writer};
 /// Messages read from the store at a time when catching a device up.
 pub const BACKLOG_PAGE: usize = 256;
 
+/// What to do with a `send` after the server's checks.
+#[derive(Debug)]
+pub enum SendPlan {
+    /// Store it (and answer once durable).
+    Store(NewMessage),
+    /// Already stored: answer with this `seq` at once, store nothing.
+    AlreadyStored(u64),
+}
+
 /// Checks everything the server can see of an envelope (PROTOCOL.md,
 /// "Opening": the server's part) and prepares it for the store.
+///
+/// A re-sent `msg_id` is recognised before the device checks, so a client
+/// retrying after a reconnect gets its `seq` even if devices changed since.
 pub fn check_send(
     state: &State,
     authed: &Authed,
     envelope: &Envelope,
-) -> Result<NewMessage, ApiError> {
+) -> Result<SendPlan, ApiError> {
     if envelope.sender_user != authed.user.id || envelope.sender_device != authed.device_id {
         return Err(ApiError::new(
             ErrorCode::InvalidEnvelope,
@@ -35,6 +47,17 @@ pub fn check_send(
         ));
     }
     let conv = conversations::for_member(state, authed, &envelope.conv_id)?;
+    match state.store.find_message(&envelope.msg_id)? {
+        Some((c, seq)) if c == envelope.conv_id => return Ok(SendPlan::AlreadyStored(seq)),
+        Some(_) => return Err(id_clash()),
+        None => {}
+    }
+    if envelope.ciphertext.len() < 16 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidEnvelope,
+            "ciphertext is shorter than its 16-byte authentication tag",
+        ));
+    }
     if envelope.residency != conv.residency {
         return Err(ApiError::new(
             ErrorCode::ResidencyDenied,
@@ -72,13 +95,20 @@ pub fn check_send(
     if !missing.is_empty() || !extra.is_empty() {
         return Err(ApiError::device_mismatch(missing, extra));
     }
-    Ok(NewMessage {
+    Ok(SendPlan::Store(NewMessage {
         conv_id: envelope.conv_id.clone(),
         sender_user: envelope.sender_user.clone(),
         msg_id: envelope.msg_id,
         priority: envelope.priority,
         envelope: SplitEnvelope::new(envelope),
-    })
+    }))
+}
+
+fn id_clash() -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        "this msg_id is already used by a message of another conversation",
+    )
 }
 
 /// Commits a checked message; resolves to the `ok` frame once it is durable.
@@ -87,12 +117,7 @@ pub async fn commit(writer: Writer, re: u64, msg: NewMessage) -> Result<String, 
     let msg_id = msg.msg_id;
     let seq = match writer.append(msg).await? {
         Appended::Stored(seq) | Appended::Duplicate(seq) => seq,
-        Appended::IdClash => {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "this msg_id is already used by a message of another conversation",
-            ));
-        }
+        Appended::IdClash => return Err(id_clash()),
     };
     Ok(wire::encode_ok(
         re,

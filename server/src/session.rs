@@ -93,7 +93,13 @@ where
                 match frame {
                 Some(Ok(Message::Text(text))) => {
                     if limit.allow() {
-                        texts(handle_text(&state, &mut live, &mut pending, text.as_str()).await)
+                        let was_live = live.is_some();
+                        let frames = handle_text(&state, &mut live, &mut pending, text.as_str()).await;
+                        if was_live && live.is_none() {
+                            // Logged out or expired: a fresh chance to authenticate.
+                            auth_deadline.as_mut().reset(tokio::time::Instant::now() + AUTH_TIMEOUT);
+                        }
+                        texts(frames)
                     } else {
                         state.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let re = wire::decode_request(text.as_str()).ok().map(|f| f.id);
@@ -266,6 +272,9 @@ async fn dispatch(
                 ));
             };
             if l.authed.expires_at <= state.clock.now_ms() {
+                // Stop live delivery too: an expired session receives nothing.
+                state.hub.unregister(&l.authed.device_id, l.reg.id);
+                *live = None;
                 return Err(ApiError::new(
                     ErrorCode::Unauthenticated,
                     "this session has expired; log in again",
@@ -289,14 +298,20 @@ async fn dispatch(
                 Request::Devices(r) => ok(&directory::devices(state, authed, r)?),
                 Request::ConversationCreate(r) => ok(&conversations::create(state, authed, r)?),
                 Request::Conversations(_) => ok(&conversations::list(state, authed)?),
-                Request::Send(r) => {
-                    let msg = messaging::check_send(state, authed, &r.envelope)?;
-                    let writer = state.writer.clone();
-                    pending.push(Box::pin(async move {
-                        (re, messaging::commit(writer, re, msg).await)
-                    }));
-                    Ok(Vec::new())
-                }
+                Request::Send(r) => match messaging::check_send(state, authed, &r.envelope)? {
+                    messaging::SendPlan::AlreadyStored(seq) => ok(&wire::SendOk {
+                        conv_id: r.envelope.conv_id,
+                        msg_id: r.envelope.msg_id,
+                        seq,
+                    }),
+                    messaging::SendPlan::Store(msg) => {
+                        let writer = state.writer.clone();
+                        pending.push(Box::pin(async move {
+                            (re, messaging::commit(writer, re, msg).await)
+                        }));
+                        Ok(Vec::new())
+                    }
+                },
                 Request::Ack(r) => {
                     messaging::ack(state, authed, r)?;
                     ok(&Empty {})

@@ -107,6 +107,58 @@ async fn five_failures_lock_the_account() -> TestResult {
 }
 
 #[tokio::test]
+async fn unknown_usernames_lock_out_like_real_ones() -> TestResult {
+    let server = TestServer::start().await;
+    let _admin = TestUser::admin(&server).await;
+    let mut c = server.connect().await;
+    let bad = json!({"username": "ghost", "password": "not the password", "totp": "000000", "device": {"device_id": "d-1"}});
+    for _ in 0..5 {
+        c.fails("login", bad.clone(), "auth_failed").await;
+    }
+    c.fails("login", bad, "locked_out").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_logged_out_connection_may_authenticate_again() -> TestResult {
+    let server = TestServer::start().await;
+    let mut admin = TestUser::admin(&server).await;
+    admin.client.ok("logout", json!({})).await;
+    server.next_totp_step();
+    admin
+        .client
+        .ok("login", json!({"username": "admin", "password": admin.password, "totp": server.totp_now(&admin.totp_secret), "device": {"device_id": admin.device_id}}))
+        .await;
+    admin.client.ok("conversations", json!({})).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_signing_keys_are_refused() -> TestResult {
+    let server = TestServer::start().await;
+    let code = server.admin_code.clone();
+    let mut c = server.connect().await;
+    let start = c
+        .ok(
+            "enrol_start",
+            json!({"code": code, "password": "long enough pw"}),
+        )
+        .await;
+    let secret = start["totp_secret"].as_str().expect("secret").to_string();
+    // y = 2 is not on the curve: no Ed25519 point decodes from these bytes.
+    let mut bad = [0u8; 32];
+    bad[0] = 2;
+    let pk = wardline_protocol::b64::encode(bad);
+    c.fails(
+        "enrol_finish",
+        json!({"code": code, "totp": server.totp_now(&secret), "device": {"name": "x", "kem_pk": pk, "sig_pk": pk}}),
+        "bad_request",
+    )
+    .await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn login_registers_a_second_device() -> TestResult {
     let server = TestServer::start().await;
     let mut admin = TestUser::admin(&server).await;

@@ -238,3 +238,26 @@ async fn a_new_device_is_announced_to_everyone_who_shares_a_conversation() -> Te
     assert_eq!(r["missing_devices"].as_array().map(Vec::len), Some(1));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_retry_after_devices_changed_still_gets_its_seq() -> TestResult {
+    let mut w = ward().await;
+    let env = seal(&w.alice, &w.conv, &w.devices, "sent before", new_msg_id(80));
+    let first = w
+        .alice
+        .client
+        .ok("send", json!({"envelope": env.clone()}))
+        .await;
+    w.server.next_totp_step();
+    let mut c = w.server.connect().await;
+    c.ok(
+        "login",
+        json!({"username": "bob", "password": w.bob.password, "totp": w.server.totp_now(&w.bob.totp_secret), "device": device_json("bob's phone", &DeviceSecrets::generate())}),
+    )
+    .await;
+    // The client never saw the first `ok` (say the connection dropped) and
+    // retries: it gets the stored seq, though the device list has changed.
+    let again = w.alice.client.ok("send", json!({"envelope": env})).await;
+    assert_eq!(again["seq"], first["seq"]);
+    Ok(())
+}

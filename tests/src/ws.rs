@@ -38,14 +38,20 @@ impl WsClient {
         self.next_id += 1;
         fields["type"] = json!(kind);
         fields["id"] = json!(id);
-        self.ws.send(Message::text(fields.to_string())).await.expect("send");
+        self.ws
+            .send(Message::text(fields.to_string()))
+            .await
+            .expect("send");
         id
     }
 
     /// The next frame, or `None` if the connection ended.
     pub async fn next(&mut self) -> Option<Value> {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame within 30 s") {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within 30 s")
+            {
                 Some(Ok(Message::Text(t))) => {
                     return Some(serde_json::from_str(t.as_str()).expect("JSON frame"));
                 }
@@ -95,7 +101,12 @@ impl WsUser {
     /// Enrols with an enrolment code.
     pub async fn enrol(url: &str, code: &str) -> Self {
         let mut c = WsClient::connect(url).await;
-        let start = c.ok("enrol_start", json!({"code": code, "password": "a long test password"})).await;
+        let start = c
+            .ok(
+                "enrol_start",
+                json!({"code": code, "password": "a long test password"}),
+            )
+            .await;
         let keys = DeviceSecrets::generate();
         let pk = keys.public();
         let totp = crate::totp_now(start["totp_secret"].as_str().expect("secret"));
@@ -118,7 +129,10 @@ impl WsUser {
     pub async fn create_and_enrol(&mut self, url: &str, username: &str) -> WsUser {
         let r = self
             .client
-            .ok("admin_user_create", json!({"username": username, "display_name": username, "role": "clinician"}))
+            .ok(
+                "admin_user_create",
+                json!({"username": username, "display_name": username, "role": "clinician"}),
+            )
             .await;
         WsUser::enrol(url, r["enrol_code"].as_str().expect("code")).await
     }
@@ -132,7 +146,10 @@ impl WsUser {
             .map(|d| Recipient {
                 device_id: DeviceId::parse(d["device_id"].as_str().expect("id")).expect("id"),
                 kem_pk: KemPublicKey::from_bytes(
-                    b64::decode(d["kem_pk"].as_str().expect("pk")).expect("b64").try_into().expect("32 bytes"),
+                    b64::decode(d["kem_pk"].as_str().expect("pk"))
+                        .expect("b64")
+                        .try_into()
+                        .expect("32 bytes"),
                 ),
             })
             .collect();
@@ -149,7 +166,13 @@ impl WsUser {
             priority: Priority::Routine,
             residency: Region::GB,
         };
-        let body = Body { text: text.into(), kind: BodyKind::Message, patient: None, reply_to: None };
-        serde_json::to_value(envelope::seal(header, &body, &self.keys, &recipients).expect("seal")).expect("json")
+        let body = Body {
+            text: text.into(),
+            kind: BodyKind::Message,
+            patient: None,
+            reply_to: None,
+        };
+        serde_json::to_value(envelope::seal(header, &body, &self.keys, &recipients).expect("seal"))
+            .expect("json")
     }
 }

@@ -37,8 +37,16 @@ async fn stream(
         while in_flight.len() < WINDOW {
             n += 1;
             let msg_id = MessageId::generate_v7(1_800_000_000_000 + n, [start_tag; 10]);
-            let env = sender.seal(&conv, &devices, &format!("message {n} from {start_tag}"), msg_id);
-            let id = sender.client.send("send", json!({"envelope": env.clone()})).await;
+            let env = sender.seal(
+                &conv,
+                &devices,
+                &format!("message {n} from {start_tag}"),
+                msg_id,
+            );
+            let id = sender
+                .client
+                .send("send", json!({"envelope": env.clone()}))
+                .await;
             in_flight.insert(id, env);
         }
         let Some(f) = sender.client.next().await else {
@@ -47,7 +55,10 @@ async fn stream(
         if let Some(re) = f["re"].as_u64() {
             let env = in_flight.remove(&re).expect("reply to a request in flight");
             assert_eq!(f["type"], "ok", "send refused: {f}");
-            acked.lock().expect("lock").push((env["msg_id"].as_str().expect("id").to_string(), f["seq"].as_u64().expect("seq")));
+            acked.lock().expect("lock").push((
+                env["msg_id"].as_str().expect("id").to_string(),
+                f["seq"].as_u64().expect("seq"),
+            ));
             progress.add_permits(1);
         }
     }
@@ -66,9 +77,21 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once() {
     let mut senders = Vec::new();
     for i in 0..SENDERS {
         let mut s = admin.create_and_enrol(&url, &format!("sender{i}")).await;
-        let conv = s.client.ok("conversation_create", json!({"members": [recipient.user_id], "title": format!("stream {i}")})).await;
+        let conv = s
+            .client
+            .ok(
+                "conversation_create",
+                json!({"members": [recipient.user_id], "title": format!("stream {i}")}),
+            )
+            .await;
         let conv = conv["conv_id"].as_str().expect("id").to_string();
-        let devices = s.client.ok("devices", json!({"user_ids": [s.user_id, recipient.user_id]})).await;
+        let devices = s
+            .client
+            .ok(
+                "devices",
+                json!({"user_ids": [s.user_id, recipient.user_id]}),
+            )
+            .await;
         convs.push((conv.clone(), devices.clone()));
         senders.push((s, conv, devices));
     }
@@ -76,13 +99,23 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once() {
     let recipient_device = DeviceId::parse(recipient.device_id.as_str()).expect("id");
     let recipient_token = recipient.token.clone();
     drop(recipient.client); // offline: everything queues for it
-    let sender_keys: Vec<_> = senders.iter().map(|(s, _, _)| s.keys.public().sig_pk).collect();
+    let sender_keys: Vec<_> = senders
+        .iter()
+        .map(|(s, _, _)| s.keys.public().sig_pk)
+        .collect();
 
     let acked: Acked = Arc::default();
     let progress = Arc::new(Semaphore::new(0));
     let mut tasks = Vec::new();
     for (i, (s, conv, devices)) in senders.into_iter().enumerate() {
-        tasks.push(tokio::spawn(stream(s, conv, devices, acked.clone(), progress.clone(), i as u8 + 1)));
+        tasks.push(tokio::spawn(stream(
+            s,
+            conv,
+            devices,
+            acked.clone(),
+            progress.clone(),
+            i as u8 + 1,
+        )));
     }
     // Let the stream run until 150 sends have been acknowledged, then kill
     // the server mid-stream (sends are still in flight).
@@ -110,7 +143,10 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once() {
         c.ok("resume", json!({"token": token})).await;
         for env in unanswered {
             let r = c.ok("send", json!({"envelope": env})).await;
-            acked.push((env["msg_id"].as_str().expect("id").to_string(), r["seq"].as_u64().expect("seq")));
+            acked.push((
+                env["msg_id"].as_str().expect("id").to_string(),
+                r["seq"].as_u64().expect("seq"),
+            ));
         }
     }
 
@@ -122,7 +158,10 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once() {
     for p in &backlog {
         assert_eq!(p["type"], "message", "{p}");
         let env: Envelope = serde_json::from_value(p["envelope"].clone()).expect("envelope");
-        let idx = convs.iter().position(|(c, _)| c == p["conv_id"].as_str().expect("conv")).expect("known conv");
+        let idx = convs
+            .iter()
+            .position(|(c, _)| c == p["conv_id"].as_str().expect("conv"))
+            .expect("known conv");
         // Every delivered message still opens: nothing was corrupted.
         envelope::open(&env, &recipient_device, &recipient_keys, &sender_keys[idx]).expect("opens");
         by_conv
@@ -136,12 +175,23 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once() {
         let last = info["last_seq"].as_u64().expect("seq");
         let got = by_conv.get(conv).cloned().unwrap_or_default();
         let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
-        assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "conversation {conv}: seq has gaps or duplicates");
+        assert_eq!(
+            seqs,
+            (1..=last).collect::<Vec<_>>(),
+            "conversation {conv}: seq has gaps or duplicates"
+        );
         for (seq, id) in got {
-            assert!(stored.insert(id.clone(), seq).is_none(), "msg_id {id} stored twice");
+            assert!(
+                stored.insert(id.clone(), seq).is_none(),
+                "msg_id {id} stored twice"
+            );
         }
     }
     for (id, seq) in &acked {
-        assert_eq!(stored.get(id), Some(seq), "acknowledged message {id} (seq {seq}) was lost or moved");
+        assert_eq!(
+            stored.get(id),
+            Some(seq),
+            "acknowledged message {id} (seq {seq}) was lost or moved"
+        );
     }
 }

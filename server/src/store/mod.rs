@@ -16,7 +16,7 @@ pub use model::*;
 pub use sled_store::SledStore;
 pub use writer::{Committed, Writer};
 
-use wardline_protocol::{ConversationId, DeviceId, UserId, Username};
+use wardline_protocol::{ConversationId, DeviceId, MessageId, UserId, Username};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Appends messages in order, assigning sequence numbers (writer only).
     fn append_messages(&self, batch: &[NewMessage], now_ms: i64) -> Result<Vec<Appended>>;
+    /// Where a message id is stored, if it is: its conversation and `seq`.
+    fn find_message(&self, id: &MessageId) -> Result<Option<(ConversationId, u64)>>;
     /// The newest sequence number of a conversation (0 when empty).
     fn last_seq(&self, conv: &ConversationId) -> Result<u64>;
     /// Up to `limit` messages with `seq > after`, in order.

@@ -310,6 +310,13 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn find_message(
+        &self,
+        id: &wardline_protocol::MessageId,
+    ) -> Result<Option<(ConversationId, u64)>> {
+        self.stored_msg_id(&keys::msg_id_index(id))
+    }
+
     fn last_seq(&self, conv: &ConversationId) -> Result<u64> {
         match self
             .messages
