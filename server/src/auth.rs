@@ -359,6 +359,7 @@ fn open_session(
             device_id: device_id.clone(),
             created_at: now,
             expires_at,
+            last_used: now,
         },
     )?;
     // The client will rely on this token at once: make it durable first.
@@ -501,14 +502,17 @@ fn session_ended() -> ApiError {
 /// `resume`: continue a session on a new connection.
 pub async fn resume(state: &Arc<State>, req: Resume) -> Result<(ResumeOk, Authed), ApiError> {
     let token_hash = secret_hash(req.token.expose());
-    let s = state
+    let mut s = state
         .store
         .session(&token_hash)?
         .ok_or_else(session_ended)?;
-    if s.expires_at <= state.clock.now_ms() {
+    let now = state.clock.now_ms();
+    if s.expires_at <= now || now - s.last_used >= state.config.session_idle_ms {
         state.store.remove_session(&token_hash)?;
         return Err(session_ended());
     }
+    s.last_used = now;
+    state.store.put_session(&token_hash, &s)?;
     let user = state.store.user(&s.user_id)?.ok_or_else(session_ended)?;
     let device = state
         .store
@@ -531,6 +535,16 @@ pub async fn resume(state: &Arc<State>, req: Resume) -> Result<(ResumeOk, Authed
             expires_at: s.expires_at,
         },
     ))
+}
+
+/// Records that a session was in use until now (its connection is closing),
+/// so the idle timeout counts from the end of use, not the start.
+pub fn touch(state: &State, authed: &Authed) -> Result<(), ApiError> {
+    if let Some(mut s) = state.store.session(&authed.token_hash)? {
+        s.last_used = state.clock.now_ms();
+        state.store.put_session(&authed.token_hash, &s)?;
+    }
+    Ok(())
 }
 
 /// `logout`: the token dies.

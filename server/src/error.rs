@@ -9,7 +9,8 @@ use wardline_protocol::wire::{ErrorCode, ErrorFrame};
 use crate::store::StoreError;
 
 /// A failed request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
 pub struct ApiError {
     code: ErrorCode,
     message: String,

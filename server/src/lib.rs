@@ -29,6 +29,7 @@ pub mod session;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod urgent;
 
 use std::sync::Arc;
 
@@ -128,6 +129,7 @@ impl Server {
         ops: Option<TcpListener>,
         shutdown: watch::Receiver<bool>,
     ) {
+        tokio::spawn(urgent::run(self.state.clone(), shutdown.clone()));
         if let Some(ops) = ops {
             tokio::spawn(ops::serve(ops, self.state.clone(), shutdown.clone()));
         }

@@ -101,6 +101,15 @@ pub fn check_send(
         msg_id: envelope.msg_id,
         priority: envelope.priority,
         envelope: SplitEnvelope::new(envelope),
+        urgent_recipients: if envelope.priority == wardline_protocol::Priority::Urgent {
+            conv.members
+                .iter()
+                .filter(|m| **m != authed.user.id)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        },
     }))
 }
 

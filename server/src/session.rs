@@ -175,6 +175,7 @@ where
         }
     }
     if let Some(l) = live {
+        let _ = auth::touch(&state, &l.authed);
         state.hub.unregister(&l.authed.device_id, l.reg.id);
     }
     let _ = sink.close().await;

@@ -212,6 +212,29 @@ async fn tokens_resume_until_logout_or_expiry() -> TestResult {
 }
 
 #[tokio::test]
+async fn an_idle_session_ends_after_twelve_hours() -> TestResult {
+    let server = TestServer::start().await;
+    let admin = TestUser::admin(&server).await;
+    drop(admin.client);
+    server.all_disconnected().await;
+    server.clock.advance_ms(11 * 3600 * 1000);
+    let mut c = server.connect().await;
+    c.ok("resume", json!({"token": admin.token})).await; // used again: the idle clock restarts
+    drop(c);
+    server.all_disconnected().await;
+    server.clock.advance_ms(11 * 3600 * 1000);
+    let mut c = server.connect().await;
+    c.ok("resume", json!({"token": admin.token})).await;
+    drop(c);
+    server.all_disconnected().await;
+    server.clock.advance_ms(13 * 3600 * 1000);
+    let mut c = server.connect().await;
+    c.fails("resume", json!({"token": admin.token}), "unauthenticated")
+        .await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_connection_that_never_authenticates_is_closed() {
     // Time is real here: the 10 s limit is the behaviour under test.
     let server = TestServer::start().await;

@@ -61,6 +61,16 @@ pub fn seq_of_message_key(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(tail))
 }
 
+/// An urgent message being watched, under `u conv 0 seq`.
+pub fn urgent(c: &ConversationId, seq: u64) -> Vec<u8> {
+    let mut k = message(c, seq);
+    k[0] = b'u';
+    k
+}
+
+/// Prefix of every urgent watch.
+pub const URGENT_PREFIX: &[u8] = b"u";
+
 /// Which conversation and `seq` hold a `msg_id` (for de-duplication).
 pub fn msg_id_index(m: &MessageId) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);

@@ -107,6 +107,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn append_messages(&self, batch: &[NewMessage], now_ms: i64) -> Result<Vec<Appended>>;
     /// Where a message id is stored, if it is: its conversation and `seq`.
     fn find_message(&self, id: &MessageId) -> Result<Option<(ConversationId, u64)>>;
+    /// Urgent messages not yet read by all their recipients.
+    fn urgent_watches(&self) -> Result<Vec<UrgentWatch>>;
+    /// Updates an urgent watch (after a re-notification).
+    fn put_urgent_watch(&self, w: &UrgentWatch) -> Result<()>;
+    /// Stops watching an urgent message.
+    fn remove_urgent_watch(&self, conv: &ConversationId, seq: u64) -> Result<()>;
     /// The newest sequence number of a conversation (0 when empty).
     fn last_seq(&self, conv: &ConversationId) -> Result<u64>;
     /// Up to `limit` messages with `seq > after`, in order.

@@ -74,6 +74,8 @@ pub struct Session {
     pub device_id: DeviceId,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Last time a connection used it (for the idle timeout).
+    pub last_used: i64,
 }
 
 /// A conversation.
@@ -94,6 +96,21 @@ pub struct NewMessage {
     pub msg_id: MessageId,
     pub priority: Priority,
     pub envelope: SplitEnvelope,
+    /// For an urgent message: the members who must read it (all but the sender).
+    pub urgent_recipients: Vec<UserId>,
+}
+
+/// An urgent message not yet read by everyone, awaiting re-notification or
+/// escalation. Stored with the message, in the same atomic batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UrgentWatch {
+    pub conv_id: ConversationId,
+    pub seq: u64,
+    pub msg_id: MessageId,
+    pub sender_user: UserId,
+    pub recipients: Vec<UserId>,
+    pub stored_at: i64,
+    pub last_notified: i64,
 }
 
 /// A stored message.

@@ -303,6 +303,20 @@ impl Store for SledStore {
             let plain = serde_json::to_vec(&record).expect("records always serialise");
             writes.insert(key.clone(), self.sealer.seal("messages", &key, &plain));
             writes.insert(idx.clone(), self.sealer.seal("messages", &idx, &key));
+            if !m.urgent_recipients.is_empty() {
+                let ukey = keys::urgent(&m.conv_id, seq);
+                let watch = UrgentWatch {
+                    conv_id: m.conv_id.clone(),
+                    seq,
+                    msg_id: m.msg_id,
+                    sender_user: m.sender_user.clone(),
+                    recipients: m.urgent_recipients.clone(),
+                    stored_at: now_ms,
+                    last_notified: now_ms,
+                };
+                let plain = serde_json::to_vec(&watch).expect("records always serialise");
+                writes.insert(ukey.clone(), self.sealer.seal("messages", &ukey, &plain));
+            }
             out.push(Appended::Stored(seq));
         }
         // One atomic batch: a message and its de-duplication entry land together.
@@ -315,6 +329,30 @@ impl Store for SledStore {
         id: &wardline_protocol::MessageId,
     ) -> Result<Option<(ConversationId, u64)>> {
         self.stored_msg_id(&keys::msg_id_index(id))
+    }
+
+    fn urgent_watches(&self) -> Result<Vec<UrgentWatch>> {
+        self.messages
+            .scan_prefix(keys::URGENT_PREFIX)
+            .map(|kv| {
+                let (k, v) = kv?;
+                self.decode("messages", &k, &v)
+            })
+            .collect()
+    }
+
+    fn put_urgent_watch(&self, w: &UrgentWatch) -> Result<()> {
+        self.put(
+            &self.messages,
+            "messages",
+            &keys::urgent(&w.conv_id, w.seq),
+            w,
+        )
+    }
+
+    fn remove_urgent_watch(&self, conv: &ConversationId, seq: u64) -> Result<()> {
+        self.messages.remove(keys::urgent(conv, seq))?;
+        Ok(())
     }
 
     fn last_seq(&self, conv: &ConversationId) -> Result<u64> {

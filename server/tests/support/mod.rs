@@ -67,6 +67,19 @@ impl TestServer {
         Client { ws, next_id: 1 }
     }
 
+    /// Waits (at most 10 s) until no device is connected: the server has
+    /// finished with every closed connection.
+    pub async fn all_disconnected(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.state.hub.connected_devices() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "connections did not close"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Moves the server clock to the next TOTP step, so a new code is fresh.
     pub fn next_totp_step(&self) {
         self.clock.advance_ms(30_000);
