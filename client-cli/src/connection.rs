@@ -5,23 +5,32 @@
 //! `message` pushes read meanwhile are queued for the caller
 //! ([`Connection::take_pushes`]); other pushes this client does not handle
 //! yet are dropped, as the protocol allows.
+//!
+//! Where to connect is an [`Endpoint`]: a checked URL and, for `wss://`, the
+//! [`Trust`] that decides which certificate is the server's. Plain `ws://`
+//! is allowed only to this computer.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wardline_protocol::wire::{self, ErrorFrame, MessagePush, ServerFrame};
 use wardline_protocol::{ConversationId, DeviceId, ErrorCode, Request};
 use zeroize::Zeroizing;
+
+use crate::tls::{self, HandshakeError, Trust};
 
 /// How long a request may wait for its reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +45,36 @@ pub enum ConnectionError {
     /// The server URL is not one this client will use.
     #[error("{0}")]
     BadUrl(String),
+    /// A `wss://` URL with nothing to trust the server's certificate by.
+    #[error(
+        "cannot use server address '{0}' without a way to check the server's certificate (this client trusts no CA by default). Pass --pin with the server certificate's SHA-256 fingerprint (the server prints it when it starts, as `tls certificate sha256 fingerprint AB:CD:...`; ask IT for it), or --ca FILE with the PEM certificate of the CA that signed it (or set WARDLINE_PIN or WARDLINE_CA)"
+    )]
+    NoTrust(String),
+    /// The server's certificate is not the pinned one.
+    #[error(
+        "the server at {url} presented a certificate whose SHA-256 fingerprint did not match the pinned one (--pin), so nothing was sent. The server's certificate fingerprint is {actual}. If the server's certificate was replaced on purpose, confirm that fingerprint with IT and log in again with the new --pin; otherwise someone may be intercepting the connection: report it to IT"
+    )]
+    PinMismatch {
+        /// Where.
+        url: String,
+        /// The fingerprint of the certificate the server presented (not a
+        /// secret: printing it helps IT tell a rotation from an attack).
+        actual: tls::Fingerprint,
+    },
+    /// The server's certificate failed verification: it does not chain to
+    /// the trusted CA, has expired, does not name the host, or the server
+    /// could not prove it holds the certificate's private key.
+    #[error(
+        "the server at {url} failed the TLS certificate check ({reason}), so nothing was sent; {advice}"
+    )]
+    Untrusted {
+        /// Where.
+        url: String,
+        /// What rustls found wrong.
+        reason: String,
+        /// What to do, which depends on how the server is trusted.
+        advice: &'static str,
+    },
     /// The server could not be reached or refused the WebSocket.
     #[error(
         "could not reach the Wardline server at {url} ({reason}); check the address and that the server is running"
@@ -170,7 +209,138 @@ pub enum Push {
     },
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A byte stream to the server: plain TCP, or TLS over TCP.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
+// Boxed rather than tungstenite's `MaybeTlsStream`: that enum only has a TLS
+// variant with tokio-tungstenite's TLS features, and this client does its
+// own TLS (see `tls`) so that trust is exactly what the operator configured.
+type Socket = WebSocketStream<Pin<Box<dyn Transport>>>;
+
+/// A server to connect to: a checked `ws://` or `wss://` URL and, for
+/// `wss://`, how to trust the server's certificate.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    url: String,
+    host: String,
+    port: u16,
+    trust: Option<Trust>,
+}
+
+impl Endpoint {
+    /// Checks `url` and adds the `/v1` path when none is given.
+    ///
+    /// `wss://` is allowed to any host but needs `trust`. Plain `ws://` is
+    /// allowed only to this computer, because passwords and tokens must
+    /// never cross a network unencrypted; `trust` is refused with it, since
+    /// a user who gave a pin expects TLS.
+    pub fn new(url: &str, trust: Option<Trust>) -> Result<Self, ConnectionError> {
+        let bad = |why: &str| {
+            ConnectionError::BadUrl(format!("cannot use server address '{url}': {why}"))
+        };
+        let example = "it must look like wss://wardline.example.nhs.uk/v1 (or ws://127.0.0.1:7443/v1 for a server on this computer)";
+        let secure = if url.starts_with("wss://") {
+            true
+        } else if url.starts_with("ws://") {
+            false
+        } else {
+            return Err(bad(example));
+        };
+        let uri: Uri = url.parse().map_err(|_| bad(example))?;
+        let authority = uri.authority().ok_or_else(|| bad(example))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("user names and passwords do not belong in the address"));
+        }
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .to_owned();
+        if host.is_empty() {
+            return Err(bad(example));
+        }
+        let port = authority
+            .port_u16()
+            .unwrap_or(if secure { 443 } else { 80 });
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        match (secure, &trust) {
+            (true, None) => return Err(ConnectionError::NoTrust(url.to_owned())),
+            (false, Some(_)) => {
+                return Err(bad(
+                    "--ca and --pin (WARDLINE_CA, WARDLINE_PIN) apply only to wss:// addresses, and this one is plain ws:// without TLS; use wss://",
+                ));
+            }
+            (false, None) if !loopback => {
+                return Err(bad(
+                    "plain ws:// (no TLS) is allowed only to a server on this computer (127.0.0.1, ::1 or localhost); use wss:// with --pin or --ca",
+                ));
+            }
+            _ => {}
+        }
+        let url = match uri.path_and_query().map(|p| p.as_str()) {
+            None | Some("" | "/") => {
+                let scheme = if secure { "wss" } else { "ws" };
+                format!("{scheme}://{authority}/v1")
+            }
+            Some(_) => url.to_owned(),
+        };
+        Ok(Self {
+            url,
+            host,
+            port,
+            trust,
+        })
+    }
+
+    /// The URL, with its path.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// How the server's certificate is trusted (`None` for `ws://`).
+    pub fn trust(&self) -> Option<&Trust> {
+        self.trust.as_ref()
+    }
+
+    /// TCP, then TLS when the URL is `wss://`.
+    async fn transport(&self) -> Result<Pin<Box<dyn Transport>>, ConnectionError> {
+        let unreachable = |reason: String| ConnectionError::Connect {
+            url: self.url.clone(),
+            reason,
+        };
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let Some(trust) = &self.trust else {
+            return Ok(Box::pin(tcp));
+        };
+        match tls::handshake(tcp, &self.host, trust).await {
+            Ok(stream) => Ok(Box::pin(stream)),
+            Err(HandshakeError::PinMismatch { actual }) => Err(ConnectionError::PinMismatch {
+                url: self.url.clone(),
+                actual,
+            }),
+            Err(HandshakeError::Untrusted(reason)) => Err(ConnectionError::Untrusted {
+                url: self.url.clone(),
+                reason,
+                advice: if trust.is_pin() {
+                    // The fingerprint matched, so the certificate is right but
+                    // the handshake proof is not: an impostor replaying it.
+                    "the server showed the pinned certificate but could not prove it holds its private key, so someone may be impersonating the server: report it to IT"
+                } else {
+                    "check that --ca names the CA that signed the server's certificate, that the address matches a name in the certificate, and that the computer's clock is right"
+                },
+            }),
+            Err(HandshakeError::Other(reason)) => {
+                Err(unreachable(format!("TLS handshake failed: {reason}")))
+            }
+        }
+    }
+}
 
 /// An open connection to a server.
 pub struct Connection {
@@ -192,24 +362,37 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects to `url` (see [`check_url`]).
-    pub async fn connect(url: &str) -> Result<Self, ConnectionError> {
-        let url = check_url(url)?;
+    /// Connects to `endpoint`: TCP, TLS for `wss://`, then the WebSocket
+    /// upgrade, all within one time limit.
+    pub async fn connect(endpoint: &Endpoint) -> Result<Self, ConnectionError> {
+        let url = endpoint.url().to_owned();
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_INBOUND_BYTES))
             .max_frame_size(Some(MAX_INBOUND_BYTES));
-        let connecting =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
+        let connecting = async {
+            let stream = endpoint.transport().await?;
+            tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
+                .await
+                .map_err(|e| {
+                    // The TCP connection worked but the upgrade did not: over
+                    // ws:// that is most often a server that speaks TLS.
+                    let hint = if endpoint.trust().is_none() {
+                        "; if the server uses TLS, connect with wss:// and --pin or --ca"
+                    } else {
+                        ""
+                    };
+                    ConnectionError::Connect {
+                        url: url.clone(),
+                        reason: format!("{e}{hint}"),
+                    }
+                })
+        };
         let (ws, _response) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| ConnectionError::Connect {
                 url: url.clone(),
                 reason: "timed out".into(),
-            })?
-            .map_err(|e| ConnectionError::Connect {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+            })??;
         Ok(Self {
             ws,
             url,
@@ -386,79 +569,78 @@ fn unknown_error_for(text: &str, id: u64) -> Option<ConnectionError> {
     )))
 }
 
-/// Checks a server URL and adds the `/v1` path when none is given.
-///
-/// Only `ws://` to this computer is accepted: this version has no TLS, and
-/// passwords and tokens must never cross a network unencrypted.
-pub fn check_url(url: &str) -> Result<String, ConnectionError> {
-    let bad =
-        |why: &str| ConnectionError::BadUrl(format!("cannot use server address '{url}': {why}"));
-    if url.starts_with("wss://") {
-        return Err(bad(
-            "this version of wardline cannot use TLS (wss://) yet; it connects only to a server on this computer over ws://",
-        ));
-    }
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| bad("it must start with ws://, like ws://127.0.0.1:7443/v1"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        return Err(bad(
-            "without TLS this version connects only to a server on this computer (127.0.0.1, ::1 or localhost)",
-        ));
-    }
-    Ok(match path {
-        "" | "/" => format!("ws://{authority}/v1"),
-        _ => url.to_owned(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn accepts_loopback_urls_and_adds_the_v1_path() {
-        assert_eq!(
-            check_url("ws://127.0.0.1:7443").expect("ok"),
-            "ws://127.0.0.1:7443/v1"
-        );
-        assert_eq!(
-            check_url("ws://localhost:7443/").expect("ok"),
-            "ws://localhost:7443/v1"
-        );
-        assert_eq!(
-            check_url("ws://[::1]:80/v1").expect("ok"),
-            "ws://[::1]:80/v1"
-        );
-        assert_eq!(
-            check_url("ws://127.0.0.2/v1").expect("ok"),
-            "ws://127.0.0.2/v1"
-        );
+    fn pin() -> Trust {
+        Trust::pin(tls::Fingerprint::of(b"a certificate"))
+    }
+
+    fn url(url: &str, trust: Option<Trust>) -> String {
+        match Endpoint::new(url, trust) {
+            Ok(e) => e.url().to_owned(),
+            Err(e) => panic!("{url}: {e}"),
+        }
     }
 
     #[test]
-    fn refuses_plain_text_to_other_hosts_and_tls_for_now() {
+    fn accepts_loopback_ws_urls_and_adds_the_v1_path() {
+        assert_eq!(url("ws://127.0.0.1:7443", None), "ws://127.0.0.1:7443/v1");
+        assert_eq!(url("ws://localhost:7443/", None), "ws://localhost:7443/v1");
+        assert_eq!(url("ws://[::1]:80/v1", None), "ws://[::1]:80/v1");
+        assert_eq!(url("ws://127.0.0.2/v1", None), "ws://127.0.0.2/v1");
+    }
+
+    #[test]
+    fn accepts_wss_to_any_host_with_a_pin() -> Result<(), ConnectionError> {
+        let e = Endpoint::new("wss://wardline.nhs.example", Some(pin()))?;
+        assert_eq!(e.url(), "wss://wardline.nhs.example/v1");
+        assert_eq!((e.host.as_str(), e.port), ("wardline.nhs.example", 443));
+        let e = Endpoint::new("wss://[2001:db8::7]:7443/v1", Some(pin()))?;
+        assert_eq!((e.host.as_str(), e.port), ("2001:db8::7", 7443));
+        assert_eq!(
+            url("wss://10.0.0.5:7443/v1", Some(pin())),
+            "wss://10.0.0.5:7443/v1"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_plain_text_to_other_hosts_and_says_to_use_wss() {
         for bad in [
             "ws://10.0.0.5:7443/v1",
             "ws://wardline.nhs.example/v1",
             "ws://127.0.0.1.evil.example/v1",
-            "wss://wardline.nhs.example/v1",
+        ] {
+            let err = Endpoint::new(bad, None).expect_err(bad).to_string();
+            assert!(err.contains("wss://"), "{bad}: {err}");
+        }
+        for bad in [
             "http://127.0.0.1:7443/v1",
             "127.0.0.1:7443",
+            "wss://",
+            "ws:///v1",
+            "wss://127.0.0.1@evil.example/v1",
         ] {
-            assert!(check_url(bad).is_err(), "{bad}");
+            assert!(Endpoint::new(bad, Some(pin())).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn refuses_wss_without_a_way_to_trust_the_certificate() {
+        let err = Endpoint::new("wss://wardline.nhs.example/v1", None).expect_err("no trust");
+        assert!(matches!(err, ConnectionError::NoTrust(_)));
+        let text = err.to_string();
+        for needle in ["--pin", "--ca", "fingerprint", "the server prints it"] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_pin_with_plain_ws() {
+        let err = Endpoint::new("ws://127.0.0.1:7443/v1", Some(pin())).expect_err("pin on ws");
+        assert!(err.to_string().contains("use wss://"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::connection::ConnectionError;
 use crate::keystore::KeystoreError;
 use crate::nhs::NhsNumberError;
 use crate::prompt::PromptError;
+use crate::tls::TrustError;
 
 /// Why a command failed. `Display` is a sentence for the user that says
 /// what to do; [`Error::code`] is stable for scripts. Neither ever holds a
@@ -21,6 +22,9 @@ pub enum Error {
     /// The server could not be reached or answered `error`.
     #[error(transparent)]
     Connection(#[from] ConnectionError),
+    /// `--ca` or `--pin` cannot be used.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     /// A secret or code could not be read.
     #[error(transparent)]
     Prompt(#[from] PromptError),
@@ -54,7 +58,11 @@ impl Error {
         match self {
             Error::Connection(ConnectionError::Server(e)) => e.code.as_str(),
             Error::Explained { code, .. } => code.as_str(),
+            Error::Connection(ConnectionError::BadUrl(_) | ConnectionError::NoTrust(_)) => "usage",
+            Error::Connection(ConnectionError::PinMismatch { .. }) => "tls_pin_mismatch",
+            Error::Connection(ConnectionError::Untrusted { .. }) => "tls_untrusted",
             Error::Connection(_) => "connection_failed",
+            Error::Trust(_) => "usage",
             Error::Keystore(KeystoreError::NotFound(_)) => "no_keystore",
             Error::Keystore(KeystoreError::AlreadyExists(_)) => "keystore_exists",
             Error::Keystore(KeystoreError::WrongPassphrase(_)) => "wrong_passphrase",

@@ -4,7 +4,10 @@
 //! * [`keystore`]: this device's secrets, session and message cache, sealed
 //!   under the user's passphrase (Argon2id, AES-256-GCM).
 //! * [`connection`]: the WebSocket connection: requests matched to replies,
-//!   pushes queued, server error codes turned into advice.
+//!   pushes queued, server error codes turned into advice; `ws://` only to
+//!   this computer.
+//! * [`tls`]: `wss://` with rustls (ring), trusting only the CA or the
+//!   certificate fingerprint the operator names.
 //! * [`prompt`]: passwords, passphrases and TOTP codes from the environment,
 //!   the terminal or standard input.
 //! * [`output`]: events printed for people or as JSON lines.
@@ -25,6 +28,7 @@ pub mod keystore;
 pub mod nhs;
 pub mod output;
 pub mod prompt;
+pub mod tls;
 
 pub use error::Error;
 

@@ -14,14 +14,55 @@ use wardline_cli::commands::{self, Context};
 use wardline_cli::keystore::default_home;
 use wardline_cli::output::{Event, Output};
 
+/// Examples shown by `wardline --help`.
+const EXAMPLES: &str = "\
+Examples:
+  # Enrol this computer with the code from your administrator, pinning the
+  # server's certificate by the fingerprint the server printed at start:
+  wardline enrol --server wss://wardline.trust.nhs.uk/v1 \\
+      --pin 3A:91:0F:5C:D2:7B:E8:14:6A:C0:93:2F:B5:58:E1:07:4D:9C:A6:32:F0:1B:8E:77:C5:29:6D:B3:04:EA:58:1F \\
+      --code K7QX-2M9P-4TRW
+  # ... or trusting the CA that signed the server's certificate:
+  wardline enrol --server wss://wardline.trust.nhs.uk/v1 --ca trust-ca.pem --code K7QX-2M9P-4TRW
+
+  # Later commands use the server and trust saved in the keystore:
+  wardline send bob \"Bed 4: repeat ECG please\" --urgent --patient \"943 476 5919\"
+  wardline inbox
+  wardline login --username alice
+  wardline admin user add carol --display-name \"Dr Carol Jones (Cardiology)\"
+
+  # A server on this computer needs no TLS:
+  wardline enrol --server ws://127.0.0.1:7443/v1 --code K7QX-2M9P-4TRW";
+
+/// Examples shown by `wardline enrol --help`.
+const ENROL_EXAMPLES: &str = "\
+Examples:
+  # A trust's server, pinned to the certificate fingerprint the server
+  # printed at start (\"tls certificate sha256 fingerprint ...\"):
+  wardline enrol --server wss://wardline.trust.nhs.uk/v1 \\
+      --pin 3A:91:0F:5C:D2:7B:E8:14:6A:C0:93:2F:B5:58:E1:07:4D:9C:A6:32:F0:1B:8E:77:C5:29:6D:B3:04:EA:58:1F \\
+      --code K7QX-2M9P-4TRW
+  # A server whose certificate is signed by the trust's CA:
+  wardline enrol --server wss://wardline.trust.nhs.uk/v1 --ca /etc/wardline/trust-ca.pem --code K7QX-2M9P-4TRW
+  # The same, from the environment (for scripts):
+  WARDLINE_SERVER=wss://wardline.trust.nhs.uk/v1 WARDLINE_PIN=3a910f5cd27be8146ac0932fb558e1074d9ca632f01b8e77c5296db304ea581f \\
+      wardline enrol --code K7QX-2M9P-4TRW
+  # A server on this computer, over plain ws://:
+  wardline enrol --server ws://127.0.0.1:7443/v1 --code K7QX-2M9P-4TRW";
+
 /// Wardline: end-to-end encrypted messaging for clinical staff.
 ///
 /// Secrets come from the environment when set (WARDLINE_PASSPHRASE for this
 /// device's keystore, WARDLINE_PASSWORD for the account), else from a prompt
 /// on the terminal, else one line each from standard input, in the order
 /// passphrase, password, TOTP code.
+///
+/// A server elsewhere is reached over TLS (wss://) only, trusting either the
+/// certificate fingerprint the server prints at start (--pin, WARDLINE_PIN)
+/// or a CA certificate file (--ca, WARDLINE_CA); `enrol` and `login` save
+/// the server and that choice in the keystore for the other commands.
 #[derive(Debug, Parser)]
-#[command(name = "wardline", version)]
+#[command(name = "wardline", version, after_help = EXAMPLES)]
 struct Cli {
     /// Directory holding this device's keystore
     /// [default: $XDG_DATA_HOME/wardline or ~/.local/share/wardline].
@@ -38,6 +79,7 @@ struct Cli {
 enum Command {
     /// Enrol with the one-time code from your administrator: sets up your
     /// password and authenticator app, and registers this device.
+    #[command(after_help = ENROL_EXAMPLES)]
     Enrol(EnrolArgs),
     /// Start a new session with password and authenticator code (registers
     /// this computer as a new device if it has no keystore yet).

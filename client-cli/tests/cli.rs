@@ -13,6 +13,8 @@ fn wardline(home: &std::path::Path, args: &[&str]) -> std::io::Result<Output> {
         .env_remove("WARDLINE_PASSWORD")
         .env_remove("WARDLINE_PASSPHRASE")
         .env_remove("WARDLINE_SERVER")
+        .env_remove("WARDLINE_PIN")
+        .env_remove("WARDLINE_CA")
         .env("WARDLINE_HOME", home)
         .env("WARDLINE_KDF_FAST", "1")
         .stdin(Stdio::null())
@@ -27,6 +29,30 @@ fn help_lists_every_command() -> TestResult {
     let help = String::from_utf8(out.stdout)?;
     for command in ["enrol", "login", "send", "inbox", "admin"] {
         assert!(help.contains(command), "--help lacks {command}:\n{help}");
+    }
+    assert!(help.contains("wardline enrol --server wss://"), "{help}");
+    assert!(help.contains("--pin"), "{help}");
+    Ok(())
+}
+
+#[test]
+fn enrol_help_shows_tls_examples_and_the_trust_options() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = wardline(dir.path(), &["enrol", "--help"])?;
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout)?;
+    for needle in [
+        "Examples:",
+        "--server wss://",
+        "--pin 3A:91:",
+        "--ca <FILE>",
+        "WARDLINE_PIN",
+        "WARDLINE_CA",
+    ] {
+        assert!(
+            help.contains(needle),
+            "enrol --help lacks {needle}:\n{help}"
+        );
     }
     Ok(())
 }
@@ -91,6 +117,57 @@ fn enrol_refuses_a_remote_server_without_tls_before_asking_anything() -> TestRes
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr)?;
     assert!(err.contains("TLS"), "{err}");
+    assert!(err.contains("use wss://"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn enrol_refuses_wss_without_a_pin_or_ca_and_says_where_the_fingerprint_is() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = wardline(
+        dir.path(),
+        &[
+            "--json",
+            "enrol",
+            "--server",
+            "wss://wardline.example.nhs.uk/v1",
+            "--code",
+            "ABCD-EFGH",
+        ],
+    )?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr)?;
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for needle in ["--pin", "--ca", "tls certificate sha256 fingerprint"] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let event: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(event["code"], "usage");
+    assert!(!dir.path().join("keystore.json").exists());
+    Ok(())
+}
+
+#[test]
+fn a_malformed_pin_or_missing_ca_file_is_refused_before_any_network_use() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let base = [
+        "enrol",
+        "--server",
+        "wss://wardline.example.nhs.uk/v1",
+        "--code",
+        "ABCD-EFGH",
+    ];
+    let out = wardline(dir.path(), &[&base[..], &["--pin", "AB:CD:EF"]].concat())?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("64 hexadecimal digits"), "{err}");
+
+    let missing = dir.path().join("no-such-ca.pem");
+    let missing = missing.to_str().ok_or("UTF-8 path")?;
+    let out = wardline(dir.path(), &[&base[..], &["--ca", missing]].concat())?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("no-such-ca.pem"), "{err}");
     Ok(())
 }
 

@@ -52,6 +52,8 @@ pub struct Config {
     pub bootstrap_code_ttl_ms: i64,
     /// Most simultaneous client connections.
     pub max_connections: usize,
+    /// Frames a connection may fall behind by before it is disconnected.
+    pub outbound_queue: usize,
     /// Requests per second a connection may sustain.
     pub rate_per_sec: u32,
     /// Requests a connection may send in a burst.
@@ -128,6 +130,7 @@ impl Config {
             enrol_code_ttl_ms: 72 * 3600 * 1000,
             bootstrap_code_ttl_ms: 30 * 24 * 3600 * 1000,
             max_connections: 20_000,
+            outbound_queue: 1024,
             rate_per_sec: 100,
             rate_burst: 400,
             idle_timeout_ms: 90_000,
@@ -158,6 +161,12 @@ impl Config {
                     why: "must be greater than 0".into(),
                 });
             }
+        }
+        if self.outbound_queue < 16 {
+            return Err(ConfigError::Invalid {
+                key: "limits.outbound_queue",
+                why: "must be at least 16, or catching up would disconnect clients".into(),
+            });
         }
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid {
@@ -265,6 +274,8 @@ pub struct EnrolmentSection {
 pub struct LimitsSection {
     /// Most simultaneous connections.
     pub max_connections: Option<usize>,
+    /// Frames a slow reader may fall behind by.
+    pub outbound_queue: Option<usize>,
     /// Sustained requests per second per connection.
     pub rate_per_sec: Option<u32>,
     /// Burst of requests per connection.
@@ -323,6 +334,7 @@ impl FileConfig {
             },
             limits: LimitsSection {
                 max_connections: Some(c.max_connections),
+                outbound_queue: Some(c.outbound_queue),
                 rate_per_sec: Some(c.rate_per_sec),
                 rate_burst: Some(c.rate_burst),
                 idle_timeout_secs: Some(c.idle_timeout_ms / 1000),
@@ -369,6 +381,9 @@ impl FileConfig {
         secs(self.urgent.escalate_secs, &mut c.urgent_escalate_ms);
         if let Some(v) = self.limits.max_connections {
             c.max_connections = v;
+        }
+        if let Some(v) = self.limits.outbound_queue {
+            c.outbound_queue = v;
         }
         if let Some(v) = self.limits.rate_per_sec {
             c.rate_per_sec = v;

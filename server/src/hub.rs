@@ -14,10 +14,6 @@ use wardline_protocol::{ConversationId, DeviceId};
 use crate::metrics::Metrics;
 use crate::store::Committed;
 
-/// Frames a connection may fall behind by before it is disconnected (it
-/// resumes from its cursor), so a slow reader cannot grow server memory.
-pub const OUTBOUND_QUEUE: usize = 1024;
-
 /// A frame on its way to one connection.
 #[derive(Debug)]
 pub enum Outbound {
@@ -70,10 +66,13 @@ impl Hub {
         }
     }
 
-    /// Registers a connection of `device` under session `token_hash`.
-    pub fn register(&self, device: &DeviceId, token_hash: [u8; 32]) -> Registration {
+    /// Registers a connection of `device` under session `token_hash`, with
+    /// room for `queue` frames: a connection that falls further behind is
+    /// disconnected (it resumes from its cursor), so a slow reader cannot
+    /// grow server memory.
+    pub fn register(&self, device: &DeviceId, token_hash: [u8; 32], queue: usize) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (tx, rx) = mpsc::channel(queue);
         let kick = Arc::new(Notify::new());
         self.conns.entry(device.clone()).or_default().push(Conn {
             id,
@@ -94,22 +93,33 @@ impl Hub {
 
     /// Queues `frame` to every connection of `device`; true if it has any.
     pub fn push_to_device(&self, device: &DeviceId, frame: &str) -> bool {
-        let Some(conns) = self.conns.get(device) else {
-            return false;
-        };
-        for c in conns.iter() {
-            if c.tx.try_send(Outbound::Frame(frame.to_string())).is_err() {
-                self.metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
-                c.kick.notify_one();
-            }
-        }
-        true
+        self.offer(device, || Outbound::Frame(frame.to_string()))
     }
 
-    /// Re-delivers one stored message to `device`'s connections, bypassing
-    /// the duplicate filter (urgent re-notification).
-    pub fn renotify(&self, device: &DeviceId, frame: &str) -> bool {
-        self.push_to_device(device, frame)
+    /// Queues an outbound frame to each connection of `device`. A connection
+    /// whose queue is full is dropped from the hub at once and told to close,
+    /// rather than buffered without bound; the device catches up on resume.
+    fn offer(&self, device: &DeviceId, make: impl Fn() -> Outbound) -> bool {
+        let Some(mut conns) = self.conns.get_mut(device) else {
+            return false;
+        };
+        conns.retain(|c| match c.tx.try_send(make()) {
+            Ok(()) => {
+                self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                self.metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
+                c.kick.notify_one();
+                false
+            }
+        });
+        let empty = conns.is_empty();
+        drop(conns);
+        if empty {
+            self.conns.remove_if(device, |_, list| list.is_empty());
+        }
+        true
     }
 
     /// Closes every connection of `device` that uses session `token_hash`
@@ -122,6 +132,11 @@ impl Hub {
         }
     }
 
+    /// True if `device` has at least one connection here.
+    pub fn is_connected(&self, device: &DeviceId) -> bool {
+        self.conns.get(device).is_some_and(|l| !l.is_empty())
+    }
+
     /// Number of connected devices.
     pub fn connected_devices(&self) -> usize {
         self.conns.len()
@@ -132,25 +147,15 @@ impl Hub {
     pub fn deliver(&self, batch: Vec<Committed>) {
         for m in batch {
             for (device, entry) in &m.envelope.entries {
-                let Some(conns) = self.conns.get(device) else {
+                if !self.conns.contains_key(device) {
                     continue;
-                };
-                let frame = render_message_push(&m.conv_id, m.seq, &m.envelope, Some(entry));
-                for c in conns.iter() {
-                    let out = Outbound::Message {
-                        conv_id: m.conv_id.clone(),
-                        seq: m.seq,
-                        frame: frame.clone(),
-                    };
-                    if c.tx.try_send(out).is_ok() {
-                        self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        self.metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
-                        // Full (or closing): drop this connection rather than
-                        // buffer without bound; the device catches up on resume.
-                        c.kick.notify_one();
-                    }
                 }
+                let frame = render_message_push(&m.conv_id, m.seq, &m.envelope, Some(entry));
+                self.offer(device, || Outbound::Message {
+                    conv_id: m.conv_id.clone(),
+                    seq: m.seq,
+                    frame: frame.clone(),
+                });
             }
         }
     }

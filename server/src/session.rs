@@ -163,15 +163,21 @@ where
             }
             _ = shutdown.changed() => break,
         };
-        let mut failed = false;
-        for frame in out {
-            if sink.feed(frame).await.is_err() {
-                failed = true;
+        // A peer that stops reading must not hold this task forever: give
+        // the writes as long as the idle timeout, then drop the connection.
+        let write = async {
+            for frame in out {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        };
+        match tokio::time::timeout(idle, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::info!("closing a connection that stopped reading");
                 break;
             }
-        }
-        if failed || sink.flush().await.is_err() {
-            break;
         }
     }
     if let Some(l) = live {
@@ -359,7 +365,11 @@ fn begin(
     authed: Authed,
     reply: String,
 ) -> Result<Vec<String>, ApiError> {
-    let reg = state.hub.register(&authed.device_id, authed.token_hash);
+    let reg = state.hub.register(
+        &authed.device_id,
+        authed.token_hash,
+        state.config.outbound_queue,
+    );
     let mut l = Live {
         authed,
         reg,

@@ -5,9 +5,9 @@ use clap::Args;
 use wardline_protocol::wire::{EnrolFinish, EnrolStart, EnrolStartOk, SessionOk};
 use wardline_protocol::{DeviceSecrets, ErrorCode, Request, Secret};
 
-use super::{Context, device_name, new_device};
+use super::{Context, TrustArgs, device_name, new_device};
 use crate::DEFAULT_SERVER;
-use crate::connection::{Connection, check_url};
+use crate::connection::{Connection, Endpoint};
 use crate::error::Error;
 use crate::keystore::{Keystore, Registration, State};
 use crate::output::Event;
@@ -16,9 +16,13 @@ use crate::prompt::{self, PromptError, SecretKind};
 /// Arguments of `wardline enrol`.
 #[derive(Debug, Args)]
 pub struct EnrolArgs {
-    /// Server address.
+    /// Server address: wss://HOST[:PORT]/v1 (with --pin or --ca), or
+    /// ws:// for a server on this computer.
     #[arg(long, env = "WARDLINE_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
     pub server: String,
+    /// How to trust a wss:// server.
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// The one-time enrolment code your administrator gave you.
     #[arg(long, env = "WARDLINE_ENROL_CODE", hide_env_values = true)]
     pub code: String,
@@ -37,12 +41,12 @@ pub struct EnrolArgs {
 /// with `enrol_finish` and creates the keystore.
 pub async fn run(ctx: &Context, args: EnrolArgs) -> Result<(), Error> {
     Keystore::prepare_home(&ctx.home)?;
-    let url = check_url(&args.server)?;
+    let endpoint = Endpoint::new(&args.server, args.trust.load()?)?;
     let passphrase = prompt::secret(SecretKind::KeystorePassphrase, true)?;
     let password = prompt::secret(SecretKind::AccountPassword, true)?;
     let code = Secret::new(args.code);
 
-    let mut conn = Connection::connect(&url).await?;
+    let mut conn = Connection::connect(&endpoint).await?;
     let started: EnrolStartOk = conn
         .call(Request::EnrolStart(EnrolStart {
             code: code.clone(),
@@ -76,7 +80,7 @@ pub async fn run(ctx: &Context, args: EnrolArgs) -> Result<(), Error> {
             source: std::io::Error::other(e),
         })??;
     if conn.is_closed() {
-        conn = Connection::connect(&url).await?;
+        conn = Connection::connect(&endpoint).await?;
     }
 
     let secrets = DeviceSecrets::generate();
@@ -93,7 +97,8 @@ pub async fn run(ctx: &Context, args: EnrolArgs) -> Result<(), Error> {
     let device_id = session.device_id.clone();
     let state = State::new(
         Registration {
-            server: url,
+            server: endpoint.url().to_owned(),
+            trust: endpoint.trust().cloned(),
             user_id: session.user_id.clone(),
             username: started.username.clone(),
             device_id: session.device_id,

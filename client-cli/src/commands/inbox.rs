@@ -21,6 +21,7 @@ use crate::output::{Event, MessageView};
 /// so a crash never loses a message; pushes that arrive while a batch is
 /// handled form the next batch. A message that cannot be opened is reported
 /// and acknowledged (it will never open), and does not stop the others.
+/// Messages this device sent itself are acknowledged without being shown.
 pub async fn run(ctx: &Context) -> Result<(), Error> {
     let mut keystore = open_keystore(&ctx.home)?;
     let mut conn = resume(&mut keystore).await?;
@@ -72,8 +73,15 @@ pub async fn run(ctx: &Context) -> Result<(), Error> {
             raise(&mut highest, &m.conv_id, m.seq);
             match open_one(keystore.state(), &secrets, &m) {
                 Ok(stored) => {
-                    received.push(view(&stored, &titles, keystore.state()));
-                    keystore.state_mut().store_message(stored);
+                    let shown = view(&stored, &titles, keystore.state());
+                    // This device is one of the recipients of what it sends,
+                    // so the server delivers those back; `send` cached them
+                    // already, and they are no news to the user.
+                    let own = stored.sender_device == keystore.state().device_id;
+                    let fresh = keystore.state_mut().store_message(stored);
+                    if fresh || !own {
+                        received.push(shown);
+                    }
                 }
                 Err(reason) => problems.push(Event::Undecryptable {
                     conv_id: Some(m.conv_id.clone()),

@@ -5,9 +5,9 @@ use clap::Args;
 use wardline_protocol::wire::{Login, LoginDevice, SessionOk};
 use wardline_protocol::{DeviceSecrets, Request, Secret, Username};
 
-use super::{Context, device_name, new_device, open_keystore};
+use super::{Context, TrustArgs, device_name, new_device, open_keystore};
 use crate::DEFAULT_SERVER;
-use crate::connection::{Connection, check_url};
+use crate::connection::{Connection, Endpoint};
 use crate::error::Error;
 use crate::keystore::{Keystore, Registration, State};
 use crate::output::Event;
@@ -16,9 +16,16 @@ use crate::prompt::{self, SecretKind};
 /// Arguments of `wardline login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// Server address [default: the keystore's server, else ws://127.0.0.1:7443/v1].
+    /// Server address: wss://HOST[:PORT]/v1 (with --pin or --ca), or ws://
+    /// for a server on this computer [default: the keystore's server, else
+    /// ws://127.0.0.1:7443/v1].
     #[arg(long, env = "WARDLINE_SERVER", value_name = "URL")]
     pub server: Option<String>,
+    /// How to trust a wss:// server [default: as stored in the keystore].
+    /// Give --pin again, without --server, when the server's certificate
+    /// has been replaced.
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Your Wardline username.
     #[arg(long, env = "WARDLINE_USERNAME")]
     pub username: Username,
@@ -42,10 +49,22 @@ enum Device {
     },
 }
 
+/// Whether two server addresses name the same server, ignoring the
+/// default `/v1` path that [`Endpoint::new`] adds and the case of the text.
+fn same_server(a: &str, b: &str) -> bool {
+    let norm = |u: &str| {
+        u.trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .to_ascii_lowercase()
+    };
+    norm(a) == norm(b)
+}
+
 /// Logs in. With a keystore for this user, the session is for its device
 /// and the new token is saved in it; without one, fresh device keys are
 /// registered and a keystore is created for them.
 pub async fn run(ctx: &Context, args: LoginArgs) -> Result<(), Error> {
+    let trust = args.trust.load()?;
     let device = if Keystore::exists(&ctx.home) {
         let keystore = open_keystore(&ctx.home)?;
         if keystore.state().username != args.username {
@@ -64,12 +83,21 @@ pub async fn run(ctx: &Context, args: LoginArgs) -> Result<(), Error> {
             secrets: DeviceSecrets::generate(),
         }
     };
-    let server = match (&args.server, &device) {
-        (Some(s), _) => s.clone(),
-        (None, Device::Known(k)) => k.state().server.clone(),
-        (None, Device::New { .. }) => DEFAULT_SERVER.to_owned(),
+    // A server given on the command line comes with the trust given there
+    // (or the stored trust, if it is the keystore's own server); otherwise
+    // the keystore's server, with new trust if some was given.
+    let (server, trust) = match (&args.server, &device) {
+        (Some(s), Device::Known(k)) if trust.is_none() && same_server(s, &k.state().server) => {
+            (s.clone(), k.state().trust.clone())
+        }
+        (Some(s), _) => (s.clone(), trust),
+        (None, Device::Known(k)) => (
+            k.state().server.clone(),
+            trust.or_else(|| k.state().trust.clone()),
+        ),
+        (None, Device::New { .. }) => (DEFAULT_SERVER.to_owned(), trust),
     };
-    let url = check_url(&server)?;
+    let endpoint = Endpoint::new(&server, trust)?;
     let password = prompt::secret(SecretKind::AccountPassword, false)?;
     let totp = prompt::totp(args.totp.as_deref())?;
 
@@ -80,7 +108,7 @@ pub async fn run(ctx: &Context, args: LoginArgs) -> Result<(), Error> {
         },
         Device::New { secrets, .. } => LoginDevice::New(new_device(&name, secrets)),
     };
-    let mut conn = Connection::connect(&url).await?;
+    let mut conn = Connection::connect(&endpoint).await?;
     let session: SessionOk = conn
         .call(Request::Login(Login {
             username: args.username.to_string(),
@@ -103,7 +131,8 @@ pub async fn run(ctx: &Context, args: LoginArgs) -> Result<(), Error> {
             }
             state.token = session.token;
             state.expires_at = session.expires_at;
-            state.server = url;
+            state.server = endpoint.url().to_owned();
+            state.trust = endpoint.trust().cloned();
             keystore.save()?;
         }
         Device::New {
@@ -111,7 +140,8 @@ pub async fn run(ctx: &Context, args: LoginArgs) -> Result<(), Error> {
             passphrase,
         } => {
             let registration = Registration {
-                server: url,
+                server: endpoint.url().to_owned(),
+                trust: endpoint.trust().cloned(),
                 user_id: session.user_id.clone(),
                 username: args.username.clone(),
                 device_id: session.device_id.clone(),
@@ -135,4 +165,29 @@ pub async fn run(ctx: &Context, args: LoginArgs) -> Result<(), Error> {
         username: args.username,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_server;
+
+    #[test]
+    fn the_keystores_server_is_recognised_with_or_without_its_path() {
+        let stored = "wss://wardline.nhs.example:7443/v1";
+        for given in [
+            stored,
+            "wss://wardline.nhs.example:7443",
+            "wss://wardline.nhs.example:7443/",
+            "WSS://Wardline.NHS.example:7443/v1",
+        ] {
+            assert!(same_server(given, stored), "{given}");
+        }
+        for other in [
+            "wss://wardline.nhs.example/v1",
+            "wss://evil.example:7443/v1",
+            "ws://wardline.nhs.example:7443/v1",
+        ] {
+            assert!(!same_server(other, stored), "{other}");
+        }
+    }
 }

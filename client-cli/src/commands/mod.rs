@@ -15,14 +15,16 @@ pub mod send;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clap::Args;
 use wardline_protocol::wire::{NewDevice, Resume, ResumeOk};
 use wardline_protocol::{DeviceSecrets, ErrorCode, Request};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Endpoint};
 use crate::error::Error;
 use crate::keystore::{Keystore, KeystoreError};
 use crate::output::Output;
 use crate::prompt::{self, SecretKind};
+use crate::tls::{Trust, TrustError};
 
 /// What every command needs.
 #[derive(Debug, Clone)]
@@ -31,6 +33,31 @@ pub struct Context {
     pub home: PathBuf,
     /// Where results go.
     pub out: Output,
+}
+
+/// How to trust a `wss://` server, for the commands that set the server
+/// (`enrol`, `login`); the keystore then remembers it for the others.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// For wss://: a PEM file with the certificate of the CA that signed the
+    /// server's certificate (this client trusts no CA by default). Its
+    /// contents are kept in the keystore.
+    #[arg(long, env = "WARDLINE_CA", value_name = "FILE", conflicts_with = "pin")]
+    pub ca: Option<PathBuf>,
+    /// For wss://: the SHA-256 fingerprint of the server's certificate, as
+    /// the server prints it at start ("tls certificate sha256 fingerprint
+    /// AB:CD:..."); with or without colons, any case. Only that exact
+    /// certificate is then accepted.
+    #[arg(long, env = "WARDLINE_PIN", value_name = "SHA256")]
+    pub pin: Option<String>,
+}
+
+impl TrustArgs {
+    /// The trust these flags ask for, if any; a CA file is read now, so a
+    /// bad file is reported before anything is asked or sent.
+    pub fn load(&self) -> Result<Option<Trust>, TrustError> {
+        Trust::from_args(self.ca.as_deref(), self.pin.as_deref())
+    }
 }
 
 /// Opens the keystore in `home`, asking for its passphrase. A missing
@@ -46,7 +73,9 @@ pub(crate) fn open_keystore(home: &Path) -> Result<Keystore, Error> {
 /// Connects to the keystore's server and resumes its session. The server
 /// then starts pushing stored messages; they queue on the connection.
 pub(crate) async fn resume(keystore: &mut Keystore) -> Result<Connection, Error> {
-    let mut conn = Connection::connect(&keystore.state().server).await?;
+    let state = keystore.state();
+    let endpoint = Endpoint::new(&state.server, state.trust.clone())?;
+    let mut conn = Connection::connect(&endpoint).await?;
     let username = keystore.state().username.clone();
     let ok: ResumeOk = conn
         .call(Request::Resume(Resume {

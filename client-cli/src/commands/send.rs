@@ -9,8 +9,8 @@ use wardline_protocol::wire::{
     Devices, DevicesOk, Lookup, LookupOk, Send, SendOk,
 };
 use wardline_protocol::{
-    Body, BodyKind, ErrorCode, Header, MessageId, Patient, Priority, Recipient, Request, Timestamp,
-    UserId, Username, envelope, rng,
+    Body, BodyKind, DeviceSecrets, Envelope, ErrorCode, Header, MessageId, Patient, Priority,
+    Recipient, Request, Timestamp, UserId, Username, envelope, rng,
 };
 
 use super::{Context, now_millis, open_keystore, resume};
@@ -100,21 +100,17 @@ pub async fn run(ctx: &Context, args: SendArgs) -> Result<(), Error> {
     };
     let secrets = state.device_secrets();
 
-    let mut resealed = false;
-    let sent: SendOk = loop {
-        let recipients = recipients(&mut conn, &mut keystore, &conv.members).await?;
-        let sealed = envelope::seal(header.clone(), &body, &secrets, &recipients)
-            .map_err(|e| Error::Refused(format!("cannot seal the message: {e}")))?;
-        match conn.call(Request::Send(Send { envelope: sealed })).await {
-            Ok(ok) => break ok,
-            Err(ConnectionError::Server(e))
-                if e.code == ErrorCode::InvalidEnvelope && !resealed =>
-            {
-                resealed = true;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let sent = seal_and_send(
+        &mut Live {
+            conn: &mut conn,
+            keystore: &mut keystore,
+            members: &conv.members,
+        },
+        &header,
+        &body,
+        &secrets,
+    )
+    .await?;
     conn.close().await;
 
     ctx.out.emit(&Event::Sent {
@@ -137,6 +133,62 @@ pub async fn run(ctx: &Context, args: SendArgs) -> Result<(), Error> {
             "the message was sent, but the local copy could not be saved: {e}"
         ))
     })
+}
+
+/// What sending needs from the server: the members' current devices, and
+/// delivery of a sealed envelope. A seam so the reseal rule in
+/// [`seal_and_send`] can be tested without a server.
+trait Courier {
+    /// Every active device of the conversation's members, keys checked
+    /// against the pinned ones.
+    async fn recipients(&mut self) -> Result<Vec<Recipient>, Error>;
+    /// Hands `envelope` to the server.
+    async fn send(&mut self, envelope: Envelope) -> Result<SendOk, ConnectionError>;
+}
+
+/// The courier for a real connection.
+struct Live<'a> {
+    conn: &'a mut Connection,
+    keystore: &'a mut Keystore,
+    members: &'a [UserId],
+}
+
+impl Courier for Live<'_> {
+    async fn recipients(&mut self) -> Result<Vec<Recipient>, Error> {
+        recipients(self.conn, self.keystore, self.members).await
+    }
+
+    async fn send(&mut self, envelope: Envelope) -> Result<SendOk, ConnectionError> {
+        self.conn.call(Request::Send(Send { envelope })).await
+    }
+}
+
+/// Seals `body` to the members' current devices and sends it. If the
+/// device list changed between reading it and sending (`invalid_envelope`),
+/// reads it again and reseals once, under the same header and so the same
+/// message id: the server can never store the message twice, and a server
+/// that keeps refusing cannot keep the client looping.
+async fn seal_and_send(
+    courier: &mut impl Courier,
+    header: &Header,
+    body: &Body,
+    secrets: &DeviceSecrets,
+) -> Result<SendOk, Error> {
+    let mut resealed = false;
+    loop {
+        let recipients = courier.recipients().await?;
+        let sealed = envelope::seal(header.clone(), body, secrets, &recipients)
+            .map_err(|e| Error::Refused(format!("cannot seal the message: {e}")))?;
+        match courier.send(sealed).await {
+            Ok(ok) => return Ok(ok),
+            Err(ConnectionError::Server(e))
+                if e.code == ErrorCode::InvalidEnvelope && !resealed =>
+            {
+                resealed = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The conversation `target` names: one of the user's conversations by id,
@@ -229,4 +281,142 @@ async fn recipients(
             kem_pk: d.kem_pk,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use wardline_protocol::{ConversationId, DeviceId, Region};
+
+    use super::*;
+    use crate::connection::ServerError;
+
+    /// Answers `send` from a script, and hands out device lists in turn.
+    struct Scripted {
+        device_lists: VecDeque<Vec<Recipient>>,
+        answers: VecDeque<Result<SendOk, ConnectionError>>,
+        sent: Vec<Envelope>,
+    }
+
+    impl Courier for Scripted {
+        async fn recipients(&mut self) -> Result<Vec<Recipient>, Error> {
+            Ok(self
+                .device_lists
+                .pop_front()
+                .expect("a device list per attempt"))
+        }
+
+        async fn send(&mut self, envelope: Envelope) -> Result<SendOk, ConnectionError> {
+            self.sent.push(envelope);
+            self.answers.pop_front().expect("an answer per send")
+        }
+    }
+
+    fn device(id: &str) -> Recipient {
+        Recipient {
+            device_id: DeviceId::parse(id).expect("valid id"),
+            kem_pk: DeviceSecrets::generate().public().kem_pk,
+        }
+    }
+
+    fn refused(code: ErrorCode, missing: &[&Recipient]) -> Result<SendOk, ConnectionError> {
+        Err(ConnectionError::Server(ServerError {
+            code,
+            message: String::new(),
+            missing_devices: missing.iter().map(|r| r.device_id.clone()).collect(),
+            extra_devices: Vec::new(),
+        }))
+    }
+
+    fn fixture() -> (Header, Body, DeviceSecrets, SendOk) {
+        let header = Header {
+            msg_id: MessageId::generate_v7(1_700_000_000_000, [7; 10]),
+            conv_id: ConversationId::parse("c-ward-10").expect("valid id"),
+            sender_user: UserId::parse("u-alice").expect("valid id"),
+            sender_device: DeviceId::parse("d-alice-1").expect("valid id"),
+            sent_at: Timestamp::from_unix_millis(1_700_000_000_000).expect("valid time"),
+            priority: Priority::Routine,
+            residency: Region::GB,
+        };
+        let body = Body {
+            text: "Obs due at 14:00".into(),
+            kind: BodyKind::Message,
+            patient: None,
+            reply_to: None,
+        };
+        let ok = SendOk {
+            conv_id: header.conv_id.clone(),
+            msg_id: header.msg_id,
+            seq: 1,
+        };
+        (header, body, DeviceSecrets::generate(), ok)
+    }
+
+    fn key_ids(e: &Envelope) -> Vec<&str> {
+        e.keys.iter().map(|k| k.device_id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_stale_device_list_is_resealed_once_under_the_same_id() -> Result<(), Error> {
+        let (header, body, secrets, ok) = fixture();
+        let (alice, bob, bob_laptop) = (device("d-alice-1"), device("d-bob-1"), device("d-bob-2"));
+        let mut courier = Scripted {
+            device_lists: [
+                vec![alice.clone(), bob.clone()],
+                vec![alice.clone(), bob.clone(), bob_laptop.clone()],
+            ]
+            .into(),
+            answers: [refused(ErrorCode::InvalidEnvelope, &[&bob_laptop]), Ok(ok)].into(),
+            sent: Vec::new(),
+        };
+        let sent = seal_and_send(&mut courier, &header, &body, &secrets).await?;
+        assert_eq!(sent.msg_id, header.msg_id);
+        let [first, second] = courier.sent.as_slice() else {
+            panic!("expected two attempts, got {}", courier.sent.len());
+        };
+        assert_eq!(first.msg_id, header.msg_id);
+        assert_eq!(
+            second.msg_id, header.msg_id,
+            "the reseal keeps the message id"
+        );
+        assert_eq!(key_ids(first), ["d-alice-1", "d-bob-1"]);
+        assert_eq!(key_ids(second), ["d-alice-1", "d-bob-1", "d-bob-2"]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_second_invalid_envelope_is_reported_not_retried() {
+        let (header, body, secrets, _) = fixture();
+        let list = vec![device("d-alice-1")];
+        let mut courier = Scripted {
+            device_lists: [list.clone(), list].into(),
+            answers: [
+                refused(ErrorCode::InvalidEnvelope, &[]),
+                refused(ErrorCode::InvalidEnvelope, &[]),
+            ]
+            .into(),
+            sent: Vec::new(),
+        };
+        let err = seal_and_send(&mut courier, &header, &body, &secrets)
+            .await
+            .expect_err("refused twice");
+        assert_eq!(err.code(), "invalid_envelope");
+        assert_eq!(courier.sent.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn other_refusals_are_not_resealed() {
+        let (header, body, secrets, _) = fixture();
+        let mut courier = Scripted {
+            device_lists: [vec![device("d-alice-1")]].into(),
+            answers: [refused(ErrorCode::NotMember, &[])].into(),
+            sent: Vec::new(),
+        };
+        let err = seal_and_send(&mut courier, &header, &body, &secrets)
+            .await
+            .expect_err("not a member");
+        assert_eq!(err.code(), "not_member");
+        assert_eq!(courier.sent.len(), 1);
+    }
 }

@@ -12,11 +12,17 @@ use wardline_protocol::{
 };
 use zeroize::Zeroizing;
 
+use crate::tls::Trust;
+
 /// Everything the keystore protects.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct State {
     /// Server URL this device is registered with.
     pub server: String,
+    /// How the server's certificate is trusted, for a `wss://` server.
+    /// (Absent in keystores made before TLS, which only knew `ws://`.)
+    #[serde(default)]
+    pub trust: Option<Trust>,
     /// The account.
     pub user_id: UserId,
     /// Its username.
@@ -73,6 +79,8 @@ pub struct StoredMessage {
 pub struct Registration {
     /// Server URL.
     pub server: String,
+    /// How its certificate is trusted, for `wss://`.
+    pub trust: Option<Trust>,
     /// The account.
     pub user_id: UserId,
     /// Its username.
@@ -101,6 +109,7 @@ impl State {
     pub fn new(registration: Registration, secrets: &DeviceSecrets) -> Self {
         let Registration {
             server,
+            trust,
             user_id,
             username,
             device_id,
@@ -115,6 +124,7 @@ impl State {
         own.devices.insert(device_id.clone(), secrets.public());
         Self {
             server,
+            trust,
             contacts: BTreeMap::from([(user_id.clone(), own)]),
             user_id,
             username,

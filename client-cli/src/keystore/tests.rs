@@ -20,6 +20,7 @@ const TOKEN: &str = "tok-3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c";
 fn registration() -> Registration {
     Registration {
         server: "ws://127.0.0.1:7443/v1".into(),
+        trust: None,
         user_id: UserId::parse("u-alice").expect("valid"),
         username: Username::parse("alice").expect("valid"),
         device_id: DeviceId::parse("d-alice-1").expect("valid"),
@@ -241,4 +242,38 @@ fn own_device_is_pinned_from_the_start() {
         state.username_of(&state.user_id).map(Username::as_str),
         Some("alice")
     );
+}
+
+#[test]
+fn the_servers_trust_is_kept_with_its_address() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let home = dir.path().join("home");
+    let pin = crate::tls::Fingerprint::of(b"the server's certificate");
+    let secrets = DeviceSecrets::from_bytes(&[0x11; 32], &[0x22; 32]);
+    let registration = Registration {
+        server: "wss://wardline.nhs.example/v1".into(),
+        trust: Some(crate::tls::Trust::pin(pin)),
+        ..registration()
+    };
+    Keystore::create_with_cost(
+        &home,
+        &Secret::new("correct horse"),
+        State::new(registration, &secrets),
+        TINY,
+    )?;
+    let ks = Keystore::open(&home, &Secret::new("correct horse"))?;
+    assert_eq!(ks.state().server, "wss://wardline.nhs.example/v1");
+    let trust = ks.state().trust.as_ref().ok_or("trust kept")?;
+    assert_eq!(trust.to_string(), format!("certificate pinned to {pin}"));
+    Ok(())
+}
+
+#[test]
+fn state_saved_before_tls_still_reads_as_plain_ws() -> TestResult {
+    let secrets = DeviceSecrets::from_bytes(&[1; 32], &[2; 32]);
+    let mut old = serde_json::to_value(State::new(registration(), &secrets))?;
+    old.as_object_mut().ok_or("an object")?.remove("trust");
+    let state: State = serde_json::from_value(old)?;
+    assert!(state.trust.is_none());
+    Ok(())
 }

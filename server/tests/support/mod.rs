@@ -22,6 +22,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A server on 127.0.0.1:0 over a temporary directory, with a clock tests move.
 pub struct TestServer {
     pub url: String,
+    pub ops_addr: Option<std::net::SocketAddr>,
     pub clock: Clock,
     pub state: std::sync::Arc<State>,
     pub admin_code: String,
@@ -31,16 +32,30 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server whose configuration `tweak` adjusts first.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(dir).await
+        Self::start_in_with(dir, tweak).await
     }
 
     pub async fn start_in(dir: tempfile::TempDir) -> Self {
+        Self::start_in_with(dir, |_| {}).await
+    }
+
+    async fn start_in_with(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        let ops = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let ops_addr = Some(ops.local_addr().expect("addr"));
         let addr = listener.local_addr().expect("addr");
-        let config = Config::new(addr, dir.path().to_path_buf());
+        let mut config = Config::new(addr, dir.path().to_path_buf());
+        tweak(&mut config);
         let clock = Clock::system();
         let server = Server::open(config, None, clock.clone()).expect("server opens");
         let admin_code = std::fs::read_to_string(dir.path().join("bootstrap-admin.code"))
@@ -49,9 +64,10 @@ impl TestServer {
             .to_string();
         let state = server.state.clone();
         let (stop, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(server.run(listener, None, rx));
+        tokio::spawn(server.run(listener, Some(ops), rx));
         Self {
             url: format!("ws://{addr}/v1"),
+            ops_addr,
             clock,
             state,
             admin_code,
@@ -324,7 +340,12 @@ pub struct Ward {
 }
 
 pub async fn ward() -> Ward {
-    let server = TestServer::start().await;
+    ward_with(|_| {}).await
+}
+
+/// [`ward`] on a server whose configuration `tweak` adjusts.
+pub async fn ward_with(tweak: impl FnOnce(&mut Config)) -> Ward {
+    let server = TestServer::start_with(tweak).await;
     let mut admin = TestUser::admin(&server).await;
     let mut alice = TestUser::clinician(&server, &mut admin, "alice").await;
     let bob = TestUser::clinician(&server, &mut admin, "bob").await;
