@@ -263,6 +263,72 @@ pub struct ConversationRemove {
     pub members: Vec<UserId>,
 }
 
+/// `admin_wipe`: order a device wiped (admins only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminWipe {
+    /// The device to wipe.
+    pub device_id: DeviceId,
+    /// Why (lost, stolen, redeployed); shown to the device and audited.
+    pub reason: String,
+}
+
+/// `wipe_own_device`: a user wipes one of their own devices from another,
+/// re-entering password and a fresh TOTP code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WipeOwnDevice {
+    /// The lost device.
+    pub device_id: DeviceId,
+    /// Why.
+    pub reason: String,
+    /// The account password, again.
+    pub password: Secret,
+    /// A fresh TOTP code.
+    pub totp: Secret,
+}
+
+/// `admin_wipe_status`: has the device confirmed the wipe?
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminWipeStatus {
+    /// The wipe order.
+    pub wipe_id: String,
+}
+
+/// `wipe_done`: the device's signed confirmation that it destroyed its data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WipeDone {
+    /// The wipe order.
+    pub wipe_id: String,
+    /// Ed25519 over `wardline/v1/wipe-done` ‖ wipe_id ‖ device_id.
+    #[serde(with = "crate::b64")]
+    pub sig: [u8; 64],
+}
+
+/// `device_list`: devices with their state and times. Without `user_id`, the
+/// caller's own; an admin may name any user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeviceList {
+    /// Whose devices (admins only for others).
+    #[serde(default)]
+    pub user_id: Option<UserId>,
+}
+
+/// `admin_audit`: pages through the audit log (admins only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AdminAudit {
+    /// Entries after this `seq` (from the start when absent).
+    #[serde(default)]
+    pub after_seq: Option<u64>,
+    /// At most this many (default 100, at most 1000).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Only this kind of event.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Only events by this actor.
+    #[serde(default)]
+    pub actor: Option<String>,
+}
+
 macro_rules! requests {
     ($($variant:ident = $name:literal),* $(,)?) => {
         /// Every request a client may send.
@@ -314,6 +380,12 @@ requests! {
     Receipts = "receipts",
     ConversationAdd = "conversation_add",
     ConversationRemove = "conversation_remove",
+    AdminWipe = "admin_wipe",
+    WipeOwnDevice = "wipe_own_device",
+    AdminWipeStatus = "admin_wipe_status",
+    WipeDone = "wipe_done",
+    DeviceList = "device_list",
+    AdminAudit = "admin_audit",
 }
 
 /// A request with its client-chosen id.
@@ -638,6 +710,92 @@ pub struct HistoryEntry {
     pub envelope: Envelope,
 }
 
+/// `ok` to `admin_wipe` and `wipe_own_device`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WipeOk {
+    /// The order's id.
+    pub wipe_id: String,
+}
+
+/// Where a wipe order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WipeState {
+    /// Ordered; the device has not confirmed yet.
+    Pending,
+    /// The device sent a valid signed confirmation.
+    Confirmed,
+}
+
+/// `ok` to `admin_wipe_status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WipeStatusOk {
+    /// Pending or confirmed.
+    pub state: WipeState,
+}
+
+/// A device's state as `device_list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// In use.
+    Active,
+    /// Revoked without a wipe.
+    Revoked,
+    /// Wipe ordered, not yet confirmed.
+    WipePending,
+    /// Wiped and confirmed.
+    Wiped,
+}
+
+/// One device in `device_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDetail {
+    /// Id.
+    pub device_id: DeviceId,
+    /// Name given at registration.
+    pub name: String,
+    /// State.
+    pub state: DeviceStatus,
+    /// When it was registered.
+    pub created_at: Timestamp,
+    /// When it last authenticated, if ever since registration.
+    #[serde(default)]
+    pub last_seen: Option<Timestamp>,
+    /// Public keys, for safety numbers.
+    pub kem_pk: KemPublicKey,
+    /// Public keys, for safety numbers.
+    pub sig_pk: SigPublicKey,
+}
+
+/// `ok` to `device_list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceListOk {
+    /// The devices, oldest first.
+    pub devices: Vec<DeviceDetail>,
+}
+
+/// push `wipe`: this device must destroy its keys and data, then send `wipe_done`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WipePush {
+    /// The order.
+    pub wipe_id: String,
+    /// Why, for the person holding the device.
+    pub reason: String,
+}
+
+/// `ok` to `admin_audit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminAuditOk {
+    /// Entries in `seq` order.
+    pub entries: Vec<crate::audit::AuditEntry>,
+    /// The hash the first entry of the whole retained log follows: the
+    /// genesis, or the hash of the last pruned entry.
+    pub chain_start: String,
+    /// `seq` of the first retained entry.
+    pub first_seq: u64,
+}
+
 /// An `error` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorFrame {
@@ -932,6 +1090,8 @@ pub enum ServerFrame {
     ConversationChanged(ConversationChangedPush),
     /// An `unread_urgent` push.
     UnreadUrgent(UnreadUrgentPush),
+    /// A `wipe` push.
+    Wipe(WipePush),
     /// A push this client does not know; ignore it.
     UnknownPush(String),
 }
@@ -963,6 +1123,7 @@ pub fn decode_server_frame(text: &str) -> Result<ServerFrame, DecodeError> {
         Some("devices_changed") => push(text, ServerFrame::DevicesChanged),
         Some("conversation_changed") => push(text, ServerFrame::ConversationChanged),
         Some("unread_urgent") => push(text, ServerFrame::UnreadUrgent),
+        Some("wipe") => push(text, ServerFrame::Wipe),
         Some(other) => Ok(ServerFrame::UnknownPush(other.to_string())),
         None => Err(bad("server frame without `type`".into())),
     }

@@ -117,6 +117,16 @@ fn every_request_type_decodes_its_documented_example() {
             "conversation_add" | "conversation_remove" => {
                 r#""conv_id":"c-1","members":["u-2"]"#.to_string()
             }
+            "admin_wipe" => r#""device_id":"d-1","reason":"lost""#.to_string(),
+            "wipe_own_device" => {
+                r#""device_id":"d-1","reason":"lost","password":"p","totp":"1""#.to_string()
+            }
+            "admin_wipe_status" => r#""wipe_id":"w-1""#.to_string(),
+            "wipe_done" => format!(
+                r#""wipe_id":"w-1","sig":"{}""#,
+                wardline_protocol::b64::encode([0u8; 64])
+            ),
+            "device_list" | "admin_audit" => String::new(),
             other => panic!("no example for request type {other}: add one"),
         };
         let sep = if fields.is_empty() { "" } else { "," };

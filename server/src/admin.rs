@@ -14,15 +14,22 @@ use crate::store::{StoreError, User, UserState};
 /// File in the data directory holding the bootstrap admin's enrolment code.
 pub const BOOTSTRAP_CODE_FILE: &str = "bootstrap-admin.code";
 
-fn require_admin(authed: &Authed) -> Result<(), ApiError> {
+/// Refuses non-admins, and records the attempt: a clinician probing admin
+/// functions is exactly what the information-governance team must see.
+pub fn require_admin(state: &State, authed: &Authed, action: &str) -> Result<(), ApiError> {
     if authed.user.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only an administrator may do this",
-        ))
+        return Ok(());
     }
+    crate::audit::record(
+        state,
+        crate::audit::Event::new("forbidden", Some(&authed.user.id), None, "refused")
+            .device(&authed.device_id)
+            .reason(action),
+    )?;
+    Err(ApiError::new(
+        ErrorCode::Forbidden,
+        "only an administrator may do this",
+    ))
 }
 
 fn create_user(
@@ -70,7 +77,7 @@ pub fn user_create(
     authed: &Authed,
     req: AdminUserCreate,
 ) -> Result<AdminUserCreateOk, ApiError> {
-    require_admin(authed)?;
+    require_admin(state, authed, "admin_user_create")?;
     let (user_id, enrol_code, expires_at) = create_user(
         state,
         req.username,
@@ -79,6 +86,17 @@ pub fn user_create(
         state.config.enrol_code_ttl_ms,
     )?;
     tracing::info!(admin = %authed.user.id, user = %user_id, role = ?req.role, "user created");
+    crate::audit::record(
+        state,
+        crate::audit::Event::new(
+            "user_created",
+            Some(&authed.user.id),
+            Some(user_id.as_str()),
+            "ok",
+        )
+        .device(&authed.device_id)
+        .reason(&format!("role {:?}", req.role)),
+    )?;
     Ok(AdminUserCreateOk {
         user_id,
         enrol_code,
@@ -126,4 +144,38 @@ pub fn bootstrap(state: &State) -> Result<Option<Secret>, BootstrapError> {
     writeln!(f, "{}", code.expose())?;
     f.sync_all()?;
     Ok(Some(code))
+}
+
+/// `device_list`: the caller's own devices, or (admins) any user's.
+pub fn device_list(
+    state: &State,
+    authed: &Authed,
+    req: wardline_protocol::wire::DeviceList,
+) -> Result<wardline_protocol::wire::DeviceListOk, ApiError> {
+    use wardline_protocol::wire::{DeviceDetail, DeviceStatus};
+    let user = req.user_id.unwrap_or_else(|| authed.user.id.clone());
+    if user != authed.user.id {
+        require_admin(state, authed, "device_list")?;
+    }
+    let ts = |ms: i64| Timestamp::from_unix_millis(ms).expect("server times are in range");
+    let mut list = state.store.devices_of(&user)?;
+    list.sort_by_key(|d| d.created_at);
+    let devices = list
+        .into_iter()
+        .map(|d| DeviceDetail {
+            device_id: d.id,
+            name: d.name,
+            state: match d.state {
+                crate::store::DeviceState::Active => DeviceStatus::Active,
+                crate::store::DeviceState::Revoked => DeviceStatus::Revoked,
+                crate::store::DeviceState::WipePending => DeviceStatus::WipePending,
+                crate::store::DeviceState::Wiped => DeviceStatus::Wiped,
+            },
+            created_at: ts(d.created_at),
+            last_seen: d.last_seen.map(ts),
+            kem_pk: d.kem_pk,
+            sig_pk: d.sig_pk,
+        })
+        .collect();
+    Ok(wardline_protocol::wire::DeviceListOk { devices })
 }

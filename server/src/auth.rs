@@ -298,6 +298,11 @@ pub async fn enrol_finish(
     state.store.put_user(&user)?;
     state.store.remove_enrolment(&code_hash)?;
     tracing::info!(user = %user.id, device = %device.id, "enrolment finished");
+    crate::audit::record(
+        state,
+        crate::audit::Event::new("enrolled", Some(&user.id), Some(device.id.as_str()), "ok")
+            .device(&device.id),
+    )?;
     open_session(state, user, device.id)
 }
 
@@ -329,6 +334,8 @@ fn new_device(state: &State, user: &UserId, d: NewDevice) -> Result<Device, ApiE
         sig_pk: d.sig_pk,
         state: DeviceState::Active,
         created_at: state.clock.now_ms(),
+        last_seen: None,
+        wipe_id: None,
     };
     state.store.put_device(&device)?;
     Ok(device)
@@ -403,33 +410,7 @@ pub async fn login(state: &Arc<State>, req: Login) -> Result<(SessionOk, Authed)
     };
     let lock = state.auth.lock_for(&user.id);
     let _guard = lock.lock().await;
-    let mut user = state.store.user(&user.id)?.ok_or_else(login_failed)?;
-    let now = state.clock.now_ms();
-    if user.locked_until > now {
-        return Err(locked_out());
-    }
-    let password_ok = verify_password(state, user.password_hash.clone(), req.password).await;
-    let totp = match (&user.totp_secret, password_ok) {
-        (Some(secret), true) => check_totp(
-            secret,
-            req.totp.expose(),
-            state.clock.now_secs(),
-            user.totp_last_step,
-        ),
-        _ => TotpCheck::Invalid,
-    };
-    let step = match totp {
-        TotpCheck::Valid(step) if user.state == UserState::Active => step,
-        TotpCheck::Replayed => return Err(replayed()),
-        _ => {
-            record_failure(state, &mut user, now)?;
-            return Err(login_failed());
-        }
-    };
-    user.totp_last_step = step;
-    user.failed_logins.clear();
-    // Spend the code now, whatever happens to the device part below.
-    state.store.put_user(&user)?;
+    let user = check_credentials(state, &user.id, req.password, req.totp).await?;
     let device_id = match req.device {
         LoginDevice::Existing { device_id } => {
             let d = state.store.device(&device_id)?;
@@ -445,13 +426,96 @@ pub async fn login(state: &Arc<State>, req: Login) -> Result<(SessionOk, Authed)
         }
         LoginDevice::New(d) => {
             let id = new_device(state, &user.id, d)?.id;
+            crate::audit::record(
+                state,
+                crate::audit::Event::new("device_added", Some(&user.id), Some(id.as_str()), "ok")
+                    .device(&id),
+            )?;
             crate::notify::devices_changed(state, &user.id)?;
             id
         }
     };
+    crate::audit::record(
+        state,
+        crate::audit::Event::new("login", Some(&user.id), None, "ok").device(&device_id),
+    )?;
     state.store.put_user(&user)?;
     tracing::info!(user = %user.id, device = %device_id, "login");
     open_session(state, user, device_id)
+}
+
+/// Checks password and TOTP for `user` (caller holds the user's lock):
+/// lockout, constant work, the TOTP step spent at once, failures counted
+/// and audited. Returns the updated user.
+async fn check_credentials(
+    state: &Arc<State>,
+    user: &UserId,
+    password: Secret,
+    totp: Secret,
+) -> Result<User, ApiError> {
+    let mut user = state.store.user(user)?.ok_or_else(login_failed)?;
+    let now = state.clock.now_ms();
+    if user.locked_until > now {
+        audit_login(state, &user.id, "locked_out")?;
+        return Err(locked_out());
+    }
+    let password_ok = verify_password(state, user.password_hash.clone(), password).await;
+    let check = match (&user.totp_secret, password_ok) {
+        (Some(secret), true) => check_totp(
+            secret,
+            totp.expose(),
+            state.clock.now_secs(),
+            user.totp_last_step,
+        ),
+        _ => TotpCheck::Invalid,
+    };
+    let step = match check {
+        TotpCheck::Valid(step) if user.state == UserState::Active => step,
+        TotpCheck::Replayed => {
+            audit_login(state, &user.id, "totp_replayed")?;
+            return Err(replayed());
+        }
+        _ => {
+            let locked = record_failure(state, &mut user, now)?;
+            audit_login(
+                state,
+                &user.id,
+                if locked {
+                    "failed_and_locked"
+                } else {
+                    "failed"
+                },
+            )?;
+            return Err(login_failed());
+        }
+    };
+    user.totp_last_step = step;
+    user.failed_logins.clear();
+    // Spend the code now, whatever happens next.
+    state.store.put_user(&user)?;
+    Ok(user)
+}
+
+fn audit_login(state: &State, user: &UserId, outcome: &'static str) -> Result<(), ApiError> {
+    crate::audit::record(
+        state,
+        crate::audit::Event::new("login", Some(user), None, outcome),
+    )
+}
+
+/// Asks a signed-in user to prove who they are again (password and a fresh
+/// TOTP code) before a destructive action such as wiping a device.
+pub async fn reauthenticate(
+    state: &Arc<State>,
+    user: &UserId,
+    password: Secret,
+    totp: Secret,
+) -> Result<(), ApiError> {
+    let lock = state.auth.lock_for(user);
+    let _guard = lock.lock().await;
+    check_credentials(state, user, password, totp)
+        .await
+        .map(|_| ())
 }
 
 fn locked_out() -> ApiError {
@@ -480,16 +544,18 @@ fn record_phantom_failure(state: &State, key: String, now: i64) {
     f.push(now);
 }
 
-fn record_failure(state: &State, user: &mut User, now: i64) -> Result<(), ApiError> {
+/// Counts a failed login; returns true if it locked the account.
+fn record_failure(state: &State, user: &mut User, now: i64) -> Result<bool, ApiError> {
     user.failed_logins.retain(|t| now - t < LOCKOUT_WINDOW_MS);
     user.failed_logins.push(now);
-    if user.failed_logins.len() >= LOCKOUT_THRESHOLD {
+    let locked = user.failed_logins.len() >= LOCKOUT_THRESHOLD;
+    if locked {
         user.locked_until = now + LOCKOUT_WINDOW_MS;
         user.failed_logins.clear();
         tracing::warn!(user = %user.id, "account locked after repeated failed logins");
     }
     state.store.put_user(user)?;
-    Ok(())
+    Ok(locked)
 }
 
 fn session_ended() -> ApiError {
@@ -499,8 +565,17 @@ fn session_ended() -> ApiError {
     )
 }
 
+/// What a `resume` leads to.
+#[derive(Debug)]
+pub enum Resumed {
+    /// The session goes on.
+    Session(ResumeOk, Authed),
+    /// The token belongs to a device with a wipe pending: it must wipe.
+    WipePending(DeviceId),
+}
+
 /// `resume`: continue a session on a new connection.
-pub async fn resume(state: &Arc<State>, req: Resume) -> Result<(ResumeOk, Authed), ApiError> {
+pub async fn resume(state: &Arc<State>, req: Resume) -> Result<Resumed, ApiError> {
     let token_hash = secret_hash(req.token.expose());
     let mut s = state
         .store
@@ -509,6 +584,11 @@ pub async fn resume(state: &Arc<State>, req: Resume) -> Result<(ResumeOk, Authed
     let now = state.clock.now_ms();
     if s.expires_at <= now || now - s.last_used >= state.config.session_idle_ms {
         state.store.remove_session(&token_hash)?;
+        crate::audit::record(
+            state,
+            crate::audit::Event::new("session_expired", Some(&s.user_id), None, "ok")
+                .device(&s.device_id),
+        )?;
         return Err(session_ended());
     }
     s.last_used = now;
@@ -518,6 +598,9 @@ pub async fn resume(state: &Arc<State>, req: Resume) -> Result<(ResumeOk, Authed
         .store
         .device(&s.device_id)?
         .ok_or_else(session_ended)?;
+    if device.state == DeviceState::WipePending {
+        return Ok(Resumed::WipePending(device.id));
+    }
     if user.state != UserState::Active || device.state != DeviceState::Active {
         return Err(session_ended());
     }
@@ -526,7 +609,7 @@ pub async fn resume(state: &Arc<State>, req: Resume) -> Result<(ResumeOk, Authed
         device_id: device.id.clone(),
         expires_at: ts(s.expires_at),
     };
-    Ok((
+    Ok(Resumed::Session(
         ok,
         Authed {
             user,
@@ -550,6 +633,11 @@ pub fn touch(state: &State, authed: &Authed) -> Result<(), ApiError> {
 /// `logout`: the token dies.
 pub fn logout(state: &State, authed: &Authed) -> Result<(), ApiError> {
     state.store.remove_session(&authed.token_hash)?;
+    crate::audit::record(
+        state,
+        crate::audit::Event::new("logout", Some(&authed.user.id), None, "ok")
+            .device(&authed.device_id),
+    )?;
     state.store.sync()?;
     Ok(())
 }

@@ -28,6 +28,8 @@ pub enum Outbound {
     },
     /// Any other push, delivered as is.
     Frame(String),
+    /// The `wipe` push: the connection must switch to accepting only `wipe_done`.
+    Wipe(crate::wipe::Wiping, String),
 }
 
 #[derive(Debug)]
@@ -128,6 +130,23 @@ impl Hub {
         if let Some(list) = self.conns.get(device) {
             for c in list.iter().filter(|c| &c.session == token_hash) {
                 c.kick.notify_one();
+            }
+        }
+    }
+
+    /// Sends the `wipe` push to every connection of `device` and forgets
+    /// them: from now on the device receives nothing else.
+    pub fn order_wipe(&self, device: &DeviceId, wipe_id: &str, frame: &str) {
+        if let Some((_, conns)) = self.conns.remove(device) {
+            for c in conns {
+                let w = crate::wipe::Wiping {
+                    device_id: device.clone(),
+                    wipe_id: wipe_id.to_string(),
+                };
+                if c.tx.try_send(Outbound::Wipe(w, frame.to_string())).is_err() {
+                    // It cannot even take this: close it; it gets the order on resume.
+                    c.kick.notify_one();
+                }
             }
         }
     }

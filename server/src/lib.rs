@@ -13,6 +13,7 @@
 //! `127.0.0.1:0`.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod urgent;
+pub mod wipe;
 
 use std::sync::Arc;
 
@@ -89,6 +91,7 @@ impl Server {
         let (key, _) = store::load_or_create_data_key(dir, data_key_env, fresh)?;
         let sled = SledStore::open(&dir.join("store"), &key)?;
         let store: Arc<dyn Store> = Arc::new(sled);
+        let store_for_audit = store.clone();
         let metrics = Arc::new(metrics::Metrics::default());
         let hub = Arc::new(hub::Hub::new(metrics.clone()));
         let deliver = hub.clone();
@@ -111,9 +114,22 @@ impl Server {
             hub,
             clock,
             auth: auth::Auth::new(),
+            audit: audit::Log::open(store_for_audit.as_ref())?,
             metrics,
         });
         let bootstrap_code = admin::bootstrap(&state)?;
+        audit::record(
+            &state,
+            audit::Event::new("server_started", None, None, "ok").reason(&format!(
+                "region {}, tls {}, rate {}/s burst {}, max connections {}",
+                state.config.region,
+                !matches!(state.config.tls, config::Tls::Off),
+                state.config.rate_per_sec,
+                state.config.rate_burst,
+                state.config.max_connections
+            )),
+        )
+        .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
         Ok(Self {
             state,
             bootstrap_code,

@@ -21,7 +21,8 @@ use crate::auth::{self, Authed};
 use crate::error::ApiError;
 use crate::hub::{Outbound, Registration};
 use crate::state::State;
-use crate::{admin, conversations, directory, messaging};
+use crate::wipe::{self, Wiping};
+use crate::{admin, audit, conversations, directory, messaging};
 
 /// A connection that has not authenticated by then is closed.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,6 +61,17 @@ impl RateLimit {
 
 type Pending = Pin<Box<dyn Future<Output = (u64, Result<String, ApiError>)> + Send>>;
 
+/// What a connection is at the moment.
+#[derive(Default)]
+struct Conn {
+    /// Authenticated, receiving pushes.
+    live: Option<Live>,
+    /// Ordered to wipe: may only send `wipe_done`.
+    wiping: Option<Wiping>,
+    /// Close once the frames of this turn are written.
+    close_after_write: bool,
+}
+
 struct Live {
     authed: Authed,
     reg: Registration,
@@ -76,7 +88,7 @@ where
         + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
-    let mut live: Option<Live> = None;
+    let mut conn = Conn::default();
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
     let auth_deadline = tokio::time::sleep(AUTH_TIMEOUT);
     tokio::pin!(auth_deadline);
@@ -93,9 +105,9 @@ where
                 match frame {
                 Some(Ok(Message::Text(text))) => {
                     if limit.allow() {
-                        let was_live = live.is_some();
-                        let frames = handle_text(&state, &mut live, &mut pending, text.as_str()).await;
-                        if was_live && live.is_none() {
+                        let was_live = conn.live.is_some();
+                        let frames = handle_text(&state, &mut conn, &mut pending, text.as_str()).await;
+                        if was_live && conn.live.is_none() && conn.wiping.is_none() {
                             // Logged out or expired: a fresh chance to authenticate.
                             auth_deadline.as_mut().reset(tokio::time::Instant::now() + AUTH_TIMEOUT);
                         }
@@ -137,15 +149,21 @@ where
                     Err(e) => wire::encode_error(&e.into_frame(Some(re))),
                 }])
             }
-            pushed = next_push(&mut live) => match pushed {
+            pushed = next_push(&mut conn.live) => match pushed {
                 Push::Frame(frame) => vec![Message::text(frame)],
+                Push::Wipe(wiping, frame) => {
+                    // The hub has already forgotten this connection.
+                    conn.live = None;
+                    conn.wiping = Some(wiping);
+                    vec![Message::text(frame)]
+                }
                 Push::Duplicate => continue,
                 Push::Kicked => {
                     tracing::info!("closing a connection that fell too far behind");
                     break;
                 }
             },
-            _ = &mut auth_deadline, if live.is_none() => {
+            _ = &mut auth_deadline, if conn.live.is_none() && conn.wiping.is_none() => {
                 tracing::debug!("closing a connection that did not authenticate in time");
                 break;
             }
@@ -179,8 +197,11 @@ where
                 break;
             }
         }
+        if conn.close_after_write {
+            break;
+        }
     }
-    if let Some(l) = live {
+    if let Some(l) = conn.live {
         let _ = auth::touch(&state, &l.authed);
         state.hub.unregister(&l.authed.device_id, l.reg.id);
     }
@@ -193,6 +214,7 @@ fn texts(frames: Vec<String>) -> Vec<Message> {
 
 enum Push {
     Frame(String),
+    Wipe(Wiping, String),
     Duplicate,
     Kicked,
 }
@@ -216,6 +238,7 @@ async fn next_push(live: &mut Option<Live>) -> Push {
                 Push::Frame(frame)
             }
             Some(Outbound::Frame(frame)) => Push::Frame(frame),
+            Some(Outbound::Wipe(wiping, frame)) => Push::Wipe(wiping, frame),
             None => std::future::pending().await,
         },
     }
@@ -223,7 +246,7 @@ async fn next_push(live: &mut Option<Live>) -> Push {
 
 async fn handle_text(
     state: &Arc<State>,
-    live: &mut Option<Live>,
+    conn: &mut Conn,
     pending: &mut FuturesUnordered<Pending>,
     text: &str,
 ) -> Vec<String> {
@@ -232,7 +255,7 @@ async fn handle_text(
         Err(e) => return vec![wire::encode_error(&ErrorFrame::from(e))],
     };
     let re = frame.id;
-    match dispatch(state, live, pending, frame).await {
+    match dispatch(state, conn, pending, frame).await {
         Ok(frames) => frames,
         Err(e) => {
             if e.code() == ErrorCode::AuthFailed {
@@ -248,12 +271,27 @@ async fn handle_text(
 
 async fn dispatch(
     state: &Arc<State>,
-    live: &mut Option<Live>,
+    conn: &mut Conn,
     pending: &mut FuturesUnordered<Pending>,
     frame: RequestFrame,
 ) -> Result<Vec<String>, ApiError> {
     let re = frame.id;
     let ok = |body: &dyn erased::Body| Ok(vec![body.encode(re)]);
+    if let Some(w) = &conn.wiping {
+        return match frame.request {
+            Request::WipeDone(r) => {
+                wipe::done(state, w, r)?;
+                conn.wiping = None;
+                conn.close_after_write = true;
+                ok(&Empty {})
+            }
+            _ => Err(ApiError::new(
+                ErrorCode::WipePending,
+                "this device has been ordered to wipe itself; only wipe_done is accepted",
+            )),
+        };
+    }
+    let live = &mut conn.live;
     match frame.request {
         Request::EnrolStart(r) => ok(&auth::enrol_start(state, r).await?),
         Request::EnrolFinish(r) => {
@@ -268,8 +306,26 @@ async fn dispatch(
         }
         Request::Resume(r) => {
             refuse_if_authenticated(live)?;
-            let (reply, authed) = auth::resume(state, r).await?;
-            begin(state, live, authed, wire::encode_ok(re, &reply))
+            match auth::resume(state, r).await? {
+                auth::Resumed::Session(reply, authed) => {
+                    begin(state, live, authed, wire::encode_ok(re, &reply))
+                }
+                auth::Resumed::WipePending(device) => {
+                    // Answer wipe_pending, then tell the device to wipe itself.
+                    let Some((wiping, push)) = wipe::pending_push(state, &device)? else {
+                        return Err(ApiError::new(
+                            ErrorCode::Unauthenticated,
+                            "this session has ended; log in again",
+                        ));
+                    };
+                    conn.wiping = Some(wiping);
+                    let err = ApiError::new(
+                        ErrorCode::WipePending,
+                        "this device has been ordered to wipe itself",
+                    );
+                    Ok(vec![wire::encode_error(&err.into_frame(Some(re))), push])
+                }
+            }
         }
         other => {
             let Some(l) = live.as_mut() else {
@@ -337,6 +393,15 @@ async fn dispatch(
                     conversations::remove(state, authed, r)?;
                     ok(&Empty {})
                 }
+                Request::AdminWipe(r) => ok(&wipe::admin_wipe(state, authed, r)?),
+                Request::WipeOwnDevice(r) => ok(&wipe::own_device(state, authed, r).await?),
+                Request::AdminWipeStatus(r) => ok(&wipe::status(state, authed, r)?),
+                Request::WipeDone(_) => Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "no wipe was ordered for this device",
+                )),
+                Request::DeviceList(r) => ok(&admin::device_list(state, authed, r)?),
+                Request::AdminAudit(r) => ok(&audit::query(state, authed, r)?),
                 Request::EnrolStart(_)
                 | Request::EnrolFinish(_)
                 | Request::Login(_)

@@ -24,6 +24,8 @@ pub struct State {
     pub clock: Clock,
     /// Credential checking.
     pub auth: Auth,
+    /// The tamper-evident audit log's tail.
+    pub audit: crate::audit::Log,
     /// Counters for operators.
     pub metrics: Arc<Metrics>,
 }

@@ -86,6 +86,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// All devices of a user, in any state.
     fn devices_of(&self, user: &UserId) -> Result<Vec<Device>>;
 
+    /// Creates or replaces a wipe order.
+    fn put_wipe(&self, w: &WipeOrder) -> Result<()>;
+    /// A wipe order by id.
+    fn wipe(&self, wipe_id: &str) -> Result<Option<WipeOrder>>;
+    /// Removes `device`'s key entry from every stored message of `conv` after
+    /// `after`: what a wiped device had not yet received can never be opened
+    /// with its keys, even from a stolen copy of the store.
+    fn purge_device_entries(
+        &self,
+        device: &DeviceId,
+        conv: &ConversationId,
+        after: u64,
+    ) -> Result<usize>;
+
     /// Stores a session under the hash of its token.
     fn put_session(&self, token_hash: &[u8; 32], s: &Session) -> Result<()>;
     /// The session for a token hash.
@@ -132,6 +146,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn read_cursor(&self, user: &UserId, conv: &ConversationId) -> Result<u64>;
     /// Moves a read cursor forward (never back); returns the new value.
     fn advance_read(&self, user: &UserId, conv: &ConversationId, seq: u64) -> Result<u64>;
+
+    /// Writes an audit entry under its `seq` (the audit log appends; tests
+    /// use it to tamper).
+    fn put_audit(&self, e: &wardline_protocol::audit::AuditEntry) -> Result<()>;
+    /// Up to `limit` audit entries with `seq > after`, in order.
+    fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<wardline_protocol::audit::AuditEntry>>;
+    /// The newest audit entry.
+    fn audit_last(&self) -> Result<Option<wardline_protocol::audit::AuditEntry>>;
 
     /// Makes every write so far durable: on disk, past the drive's cache.
     fn sync(&self) -> Result<()>;

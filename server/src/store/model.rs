@@ -52,7 +52,12 @@ pub struct Enrolment {
 #[serde(rename_all = "snake_case")]
 pub enum DeviceState {
     Active,
+    /// Revoked by an admin without a wipe.
     Revoked,
+    /// A wipe was ordered; the device has not confirmed yet.
+    WipePending,
+    /// The device confirmed the wipe with a valid signature.
+    Wiped,
 }
 
 /// A registered device.
@@ -65,6 +70,24 @@ pub struct Device {
     pub sig_pk: SigPublicKey,
     pub state: DeviceState,
     pub created_at: i64,
+    /// When it last authenticated.
+    #[serde(default)]
+    pub last_seen: Option<i64>,
+    /// The wipe order, once one is given.
+    #[serde(default)]
+    pub wipe_id: Option<String>,
+}
+
+/// A remote wipe order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WipeOrder {
+    pub wipe_id: String,
+    pub device_id: DeviceId,
+    pub user_id: UserId,
+    pub reason: String,
+    pub ordered_by: UserId,
+    pub ordered_at: i64,
+    pub confirmed_at: Option<i64>,
 }
 
 /// A session, stored under the SHA-256 of its token.

@@ -28,11 +28,13 @@ pub struct SledStore {
     devices: sled::Tree,
     user_devices: sled::Tree,
     sessions: sled::Tree,
+    wipes: sled::Tree,
     conversations: sled::Tree,
     user_convs: sled::Tree,
     messages: sled::Tree,
     cursors: sled::Tree,
     reads: sled::Tree,
+    audit: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -55,11 +57,13 @@ impl SledStore {
             devices: t("devices")?,
             user_devices: t("user_devices")?,
             sessions: t("sessions")?,
+            wipes: t("wipes")?,
             conversations: t("conversations")?,
             user_convs: t("user_convs")?,
             messages: t("messages")?,
             cursors: t("cursors")?,
             reads: t("reads")?,
+            audit: t("audit")?,
             meta: t("meta")?,
             data_file,
             db,
@@ -212,6 +216,36 @@ impl Store for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn put_wipe(&self, w: &WipeOrder) -> Result<()> {
+        self.put(&self.wipes, "wipes", w.wipe_id.as_bytes(), w)
+    }
+
+    fn wipe(&self, wipe_id: &str) -> Result<Option<WipeOrder>> {
+        self.get(&self.wipes, "wipes", wipe_id.as_bytes())
+    }
+
+    fn purge_device_entries(
+        &self,
+        device: &DeviceId,
+        conv: &ConversationId,
+        after: u64,
+    ) -> Result<usize> {
+        let start = keys::message(conv, after.saturating_add(1));
+        let end = keys::message(conv, u64::MAX);
+        let mut purged = 0;
+        for kv in self.messages.range(start..=end) {
+            let (k, v) = kv?;
+            let mut m: StoredMessage = self.decode("messages", &k, &v)?;
+            let before = m.envelope.entries.len();
+            m.envelope.entries.retain(|(d, _)| d != device);
+            if m.envelope.entries.len() != before {
+                self.put(&self.messages, "messages", &k, &m)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
     }
 
     fn put_session(&self, token_hash: &[u8; 32], s: &Session) -> Result<()> {
@@ -399,6 +433,32 @@ impl Store for SledStore {
 
     fn advance_read(&self, user: &UserId, conv: &ConversationId, seq: u64) -> Result<u64> {
         self.raise_seq(&self.reads, "reads", &keys::user_conv(user, conv), seq)
+    }
+
+    fn put_audit(&self, e: &wardline_protocol::audit::AuditEntry) -> Result<()> {
+        self.put(&self.audit, "audit", &e.seq.to_be_bytes(), e)
+    }
+
+    fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<wardline_protocol::audit::AuditEntry>> {
+        self.audit
+            .range(after.saturating_add(1).to_be_bytes()..)
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                self.decode("audit", &k, &v)
+            })
+            .collect()
+    }
+
+    fn audit_last(&self) -> Result<Option<wardline_protocol::audit::AuditEntry>> {
+        match self.audit.last()? {
+            None => Ok(None),
+            Some((k, v)) => self.decode("audit", &k, &v).map(Some),
+        }
     }
 
     fn sync(&self) -> Result<()> {
