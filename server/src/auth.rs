@@ -569,7 +569,7 @@ fn session_ended() -> ApiError {
 #[derive(Debug)]
 pub enum Resumed {
     /// The session goes on.
-    Session(ResumeOk, Authed),
+    Session(ResumeOk, Box<Authed>),
     /// The token belongs to a device with a wipe pending: it must wipe.
     WipePending(DeviceId),
 }
@@ -611,12 +611,12 @@ pub async fn resume(state: &Arc<State>, req: Resume) -> Result<Resumed, ApiError
     };
     Ok(Resumed::Session(
         ok,
-        Authed {
+        Box::new(Authed {
             user,
             device_id: device.id,
             token_hash,
             expires_at: s.expires_at,
-        },
+        }),
     ))
 }
 

@@ -308,7 +308,7 @@ async fn dispatch(
             refuse_if_authenticated(live)?;
             match auth::resume(state, r).await? {
                 auth::Resumed::Session(reply, authed) => {
-                    begin(state, live, authed, wire::encode_ok(re, &reply))
+                    begin(state, live, *authed, wire::encode_ok(re, &reply))
                 }
                 auth::Resumed::WipePending(device) => {
                     // Answer wipe_pending, then tell the device to wipe itself.
