@@ -329,6 +329,96 @@ pub struct AdminAudit {
     pub actor: Option<String>,
 }
 
+/// `admin_device_revoke`: revoke a device without wiping it (admins only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminDeviceRevoke {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Why.
+    pub reason: String,
+}
+
+/// `admin_user_set_state`: disable (killing every session at once) or re-enable an account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminUserSetState {
+    /// The account.
+    pub user_id: UserId,
+    /// True to disable, false to enable.
+    pub disabled: bool,
+    /// Why.
+    pub reason: String,
+}
+
+/// `admin_user_reset`: a fresh enrolment code with which the user sets a new
+/// password and TOTP secret; the old credentials stop working at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminUserReset {
+    /// The account.
+    pub user_id: UserId,
+    /// Why.
+    pub reason: String,
+}
+
+/// `admin_user_list`: every account with role and state (admins only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AdminUserList {}
+
+/// `admin_user_approve`: let a self-registered (incident mode) account in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminUserApprove {
+    /// The pending account.
+    pub user_id: UserId,
+}
+
+/// `admin_incident_mode`: turn exceptional self-registration on or off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminIncidentMode {
+    /// On or off.
+    pub enabled: bool,
+    /// Why (the incident).
+    pub reason: String,
+}
+
+/// `register`: self-registration, only while incident mode is on. The
+/// account stays pending, able to do nothing, until an admin approves it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Register {
+    /// Wanted username.
+    pub username: Username,
+    /// Name shown to others.
+    pub display_name: String,
+}
+
+/// `admin_residency`: what is held where (admins only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AdminResidency {}
+
+/// `admin_legal_hold`: suspend (or resume) retention deletion for a user's
+/// or a conversation's messages (admins only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminLegalHold {
+    /// A user whose conversations are held, or
+    #[serde(default)]
+    pub user_id: Option<UserId>,
+    /// a conversation that is held.
+    #[serde(default)]
+    pub conv_id: Option<ConversationId>,
+    /// Place (true) or lift (false) the hold.
+    pub hold: bool,
+    /// Why (the case or request).
+    pub reason: String,
+}
+
+/// `conversation_retention`: members shorten how long a conversation's
+/// messages are kept (never beyond the deployment's period).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationRetention {
+    /// Conversation.
+    pub conv_id: ConversationId,
+    /// Days to keep messages.
+    pub days: u32,
+}
+
 macro_rules! requests {
     ($($variant:ident = $name:literal),* $(,)?) => {
         /// Every request a client may send.
@@ -386,6 +476,16 @@ requests! {
     WipeDone = "wipe_done",
     DeviceList = "device_list",
     AdminAudit = "admin_audit",
+    AdminDeviceRevoke = "admin_device_revoke",
+    AdminUserSetState = "admin_user_set_state",
+    AdminUserReset = "admin_user_reset",
+    AdminUserList = "admin_user_list",
+    AdminUserApprove = "admin_user_approve",
+    AdminIncidentMode = "admin_incident_mode",
+    Register = "register",
+    AdminResidency = "admin_residency",
+    AdminLegalHold = "admin_legal_hold",
+    ConversationRetention = "conversation_retention",
 }
 
 /// A request with its client-chosen id.
@@ -794,6 +894,85 @@ pub struct AdminAuditOk {
     pub chain_start: String,
     /// `seq` of the first retained entry.
     pub first_seq: u64,
+}
+
+/// An account's state as admins see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountState {
+    /// Created; enrolment not finished.
+    Enrolling,
+    /// Self-registered in incident mode, awaiting approval.
+    PendingApproval,
+    /// In use.
+    Active,
+    /// Disabled by an admin.
+    Disabled,
+}
+
+/// One account in `admin_user_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    /// Id.
+    pub user_id: UserId,
+    /// Username.
+    pub username: Username,
+    /// Display name.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// State.
+    pub state: AccountState,
+    /// Home region.
+    pub region: Region,
+    /// Legal hold on this user's conversations.
+    pub legal_hold: bool,
+}
+
+/// `ok` to `admin_user_list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminUserListOk {
+    /// Every account.
+    pub users: Vec<AccountInfo>,
+}
+
+/// `ok` to `admin_user_reset` and `register`: a one-time enrolment code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolCodeOk {
+    /// The account.
+    pub user_id: UserId,
+    /// One-time code for `enrol_start`.
+    pub enrol_code: Secret,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// Holdings in one region, for `admin_residency`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionHoldings {
+    /// The region.
+    pub region: Region,
+    /// Users whose home region it is.
+    pub users: u64,
+    /// Conversations stored there.
+    pub conversations: u64,
+    /// Messages stored there.
+    pub messages: u64,
+    /// Bytes of stored messages (sealed envelopes) there.
+    pub message_bytes: u64,
+}
+
+/// `ok` to `admin_residency`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminResidencyOk {
+    /// Where this deployment stores data.
+    pub deployment_region: Region,
+    /// Regions the policy permits.
+    pub permitted: Vec<Region>,
+    /// Where the permitted list comes from.
+    pub policy_source: String,
+    /// What is held, by region.
+    pub regions: Vec<RegionHoldings>,
 }
 
 /// An `error` frame.

@@ -126,7 +126,15 @@ fn every_request_type_decodes_its_documented_example() {
                 r#""wipe_id":"w-1","sig":"{}""#,
                 wardline_protocol::b64::encode([0u8; 64])
             ),
-            "device_list" | "admin_audit" => String::new(),
+            "device_list" | "admin_audit" | "admin_user_list" | "admin_residency" => String::new(),
+            "admin_device_revoke" => r#""device_id":"d-1","reason":"x""#.to_string(),
+            "admin_user_set_state" => r#""user_id":"u-1","disabled":true,"reason":"x""#.to_string(),
+            "admin_user_reset" => r#""user_id":"u-1","reason":"x""#.to_string(),
+            "admin_user_approve" => r#""user_id":"u-1""#.to_string(),
+            "admin_incident_mode" => r#""enabled":true,"reason":"major incident""#.to_string(),
+            "register" => r#""username":"locum1","display_name":"Dr Locum""#.to_string(),
+            "admin_legal_hold" => r#""conv_id":"c-1","hold":true,"reason":"SAR 42""#.to_string(),
+            "conversation_retention" => r#""conv_id":"c-1","days":7"#.to_string(),
             other => panic!("no example for request type {other}: add one"),
         };
         let sep = if fields.is_empty() { "" } else { "," };

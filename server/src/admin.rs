@@ -32,12 +32,14 @@ pub fn require_admin(state: &State, authed: &Authed, action: &str) -> Result<(),
     ))
 }
 
-fn create_user(
+/// Creates an account in `initial` state with a one-time enrolment code.
+pub fn create_user(
     state: &State,
     username: Username,
     display_name: &str,
     role: Role,
     code_ttl_ms: i64,
+    initial: UserState,
 ) -> Result<(UserId, Secret, i64), ApiError> {
     let display_name = display_name.trim();
     if display_name.is_empty() || display_name.chars().count() > 100 {
@@ -51,13 +53,15 @@ fn create_user(
         username,
         display_name: display_name.to_string(),
         role,
-        state: UserState::Enrolling,
+        state: initial,
         password_hash: None,
         totp_secret: None,
         totp_last_step: 0,
         failed_logins: Vec::new(),
         locked_until: 0,
         created_at: now,
+        region: state.config.region,
+        legal_hold: false,
     };
     match state.store.insert_user(&user) {
         Ok(()) => {}
@@ -84,6 +88,7 @@ pub fn user_create(
         &req.display_name,
         req.role,
         state.config.enrol_code_ttl_ms,
+        UserState::Enrolling,
     )?;
     tracing::info!(admin = %authed.user.id, user = %user_id, role = ?req.role, "user created");
     crate::audit::record(
@@ -132,6 +137,7 @@ pub fn bootstrap(state: &State) -> Result<Option<Secret>, BootstrapError> {
         "Administrator",
         Role::Admin,
         state.config.bootstrap_code_ttl_ms,
+        UserState::Enrolling,
     )
     .map_err(|e| BootstrapError::Create(e.code()))?;
     let path = state.config.data_dir.join(BOOTSTRAP_CODE_FILE);

@@ -293,7 +293,9 @@ pub async fn enrol_finish(
         TotpCheck::Replayed => return Err(replayed()),
         TotpCheck::Invalid => return Err(login_failed()),
     }
-    user.state = UserState::Active;
+    if user.state == UserState::Enrolling {
+        user.state = UserState::Active;
+    }
     let device = new_device(state, &user.id, req.device)?;
     state.store.put_user(&user)?;
     state.store.remove_enrolment(&code_hash)?;
@@ -470,7 +472,7 @@ async fn check_credentials(
         _ => TotpCheck::Invalid,
     };
     let step = match check {
-        TotpCheck::Valid(step) if user.state == UserState::Active => step,
+        TotpCheck::Valid(step) if user.state.may_sign_in() => step,
         TotpCheck::Replayed => {
             audit_login(state, &user.id, "totp_replayed")?;
             return Err(replayed());
@@ -601,7 +603,7 @@ pub async fn resume(state: &Arc<State>, req: Resume) -> Result<Resumed, ApiError
     if device.state == DeviceState::WipePending {
         return Ok(Resumed::WipePending(device.id));
     }
-    if user.state != UserState::Active || device.state != DeviceState::Active {
+    if !user.state.may_sign_in() || device.state != DeviceState::Active {
         return Err(session_ended());
     }
     let ok = ResumeOk {

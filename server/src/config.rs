@@ -60,6 +60,8 @@ pub struct Config {
     pub rate_burst: u32,
     /// A connection silent this long (no frame, no pong) is closed, in ms.
     pub idle_timeout_ms: u64,
+    /// Stored messages are deleted after this many days (the chat is not the record).
+    pub retention_days: u32,
     /// An unread urgent message is pushed again this often, in ms.
     pub urgent_renotify_ms: i64,
     /// After this long unread, the sender is told who has not read it, in ms.
@@ -134,6 +136,7 @@ impl Config {
             rate_per_sec: 100,
             rate_burst: 400,
             idle_timeout_ms: 90_000,
+            retention_days: 30,
             urgent_renotify_ms: 2 * 60 * 1000,
             urgent_escalate_ms: 20 * 60 * 1000,
         }
@@ -161,6 +164,12 @@ impl Config {
                     why: "must be greater than 0".into(),
                 });
             }
+        }
+        if self.retention_days == 0 || self.retention_days > 3650 {
+            return Err(ConfigError::Invalid {
+                key: "retention.days",
+                why: "must be between 1 and 3650".into(),
+            });
         }
         if self.outbound_queue < 16 {
             return Err(ConfigError::Invalid {
@@ -226,6 +235,17 @@ pub struct FileConfig {
     /// `[urgent]`
     #[serde(default)]
     pub urgent: UrgentSection,
+    /// `[retention]`
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+/// `[retention]`
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Days messages are kept.
+    pub days: Option<u32>,
 }
 
 /// `[tls]`
@@ -343,6 +363,9 @@ impl FileConfig {
                 renotify_secs: Some(c.urgent_renotify_ms / 1000),
                 escalate_secs: Some(c.urgent_escalate_ms / 1000),
             },
+            retention: RetentionSection {
+                days: Some(c.retention_days),
+            },
         }
     }
 
@@ -379,6 +402,9 @@ impl FileConfig {
         secs(self.enrolment.code_ttl_secs, &mut c.enrol_code_ttl_ms);
         secs(self.urgent.renotify_secs, &mut c.urgent_renotify_ms);
         secs(self.urgent.escalate_secs, &mut c.urgent_escalate_ms);
+        if let Some(v) = self.retention.days {
+            c.retention_days = v;
+        }
         if let Some(v) = self.limits.max_connections {
             c.max_connections = v;
         }

@@ -46,6 +46,8 @@ pub fn create(
         members: members.into_iter().collect(),
         residency: state.config.region,
         created_at: now,
+        retention_days: None,
+        legal_hold: false,
     };
     state.store.insert_conversation(&conv)?;
     state.store.sync()?;

@@ -151,6 +151,15 @@ impl Hub {
         }
     }
 
+    /// Closes every connection of `device` (revoked, disabled, reset).
+    pub fn kick_device(&self, device: &DeviceId) {
+        if let Some((_, conns)) = self.conns.remove(device) {
+            for c in conns {
+                c.kick.notify_one();
+            }
+        }
+    }
+
     /// True if `device` has at least one connection here.
     pub fn is_connected(&self, device: &DeviceId) -> bool {
         self.conns.get(device).is_some_and(|l| !l.is_empty())

@@ -12,6 +12,7 @@
 //! [`run`] takes an already-bound listener, so tests start a server on
 //! `127.0.0.1:0`.
 
+pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -26,6 +27,8 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod ops;
+pub mod residency;
+pub mod retention;
 pub mod session;
 pub mod state;
 pub mod store;
@@ -146,6 +149,7 @@ impl Server {
         shutdown: watch::Receiver<bool>,
     ) {
         tokio::spawn(urgent::run(self.state.clone(), shutdown.clone()));
+        tokio::spawn(retention::run(self.state.clone(), shutdown.clone()));
         if let Some(ops) = ops {
             tokio::spawn(ops::serve(ops, self.state.clone(), shutdown.clone()));
         }

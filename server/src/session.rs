@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::hub::{Outbound, Registration};
 use crate::state::State;
 use crate::wipe::{self, Wiping};
-use crate::{admin, audit, conversations, directory, messaging};
+use crate::{accounts, admin, audit, conversations, directory, messaging, residency, retention};
 
 /// A connection that has not authenticated by then is closed.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -294,6 +294,7 @@ async fn dispatch(
     let live = &mut conn.live;
     match frame.request {
         Request::EnrolStart(r) => ok(&auth::enrol_start(state, r).await?),
+        Request::Register(r) => ok(&accounts::register(state, r)?),
         Request::EnrolFinish(r) => {
             refuse_if_authenticated(live)?;
             let (reply, authed) = auth::enrol_finish(state, r).await?;
@@ -344,6 +345,14 @@ async fn dispatch(
                 ));
             }
             let authed = &l.authed;
+            if authed.user.state == crate::store::UserState::PendingApproval
+                && !matches!(other, Request::Logout(_))
+            {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "this account awaits an administrator's approval",
+                ));
+            }
             match other {
                 Request::Logout(_) => {
                     auth::logout(state, authed)?;
@@ -402,10 +411,38 @@ async fn dispatch(
                 )),
                 Request::DeviceList(r) => ok(&admin::device_list(state, authed, r)?),
                 Request::AdminAudit(r) => ok(&audit::query(state, authed, r)?),
+                Request::AdminDeviceRevoke(r) => {
+                    accounts::revoke_device(state, authed, r)?;
+                    ok(&Empty {})
+                }
+                Request::AdminUserSetState(r) => {
+                    accounts::set_state(state, authed, r)?;
+                    ok(&Empty {})
+                }
+                Request::AdminUserReset(r) => ok(&accounts::reset(state, authed, r)?),
+                Request::AdminUserList(_) => ok(&accounts::list(state, authed)?),
+                Request::AdminUserApprove(r) => {
+                    accounts::approve(state, authed, r)?;
+                    ok(&Empty {})
+                }
+                Request::AdminIncidentMode(r) => {
+                    accounts::incident_mode(state, authed, r)?;
+                    ok(&Empty {})
+                }
+                Request::AdminResidency(_) => ok(&residency::report(state, authed)?),
+                Request::AdminLegalHold(r) => {
+                    retention::legal_hold(state, authed, r)?;
+                    ok(&Empty {})
+                }
+                Request::ConversationRetention(r) => {
+                    retention::set_conversation(state, authed, r)?;
+                    ok(&Empty {})
+                }
                 Request::EnrolStart(_)
                 | Request::EnrolFinish(_)
                 | Request::Login(_)
-                | Request::Resume(_) => unreachable!("handled above"),
+                | Request::Resume(_)
+                | Request::Register(_) => unreachable!("handled above"),
             }
         }
     }

@@ -71,6 +71,14 @@ pub fn urgent(c: &ConversationId, seq: u64) -> Vec<u8> {
 /// Prefix of every urgent watch.
 pub const URGENT_PREFIX: &[u8] = b"u";
 
+/// The highest `seq` ever given in a conversation, kept apart from the
+/// messages so that deleting old messages never lets a `seq` be reused.
+pub fn high_water(c: &ConversationId) -> Vec<u8> {
+    let mut k = message_prefix(c);
+    k[0] = b'h';
+    k
+}
+
 /// Which conversation and `seq` hold a `msg_id` (for de-duplication).
 pub fn msg_id_index(m: &MessageId) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);

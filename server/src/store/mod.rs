@@ -159,6 +159,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The newest audit entry.
     fn audit_last(&self) -> Result<Option<wardline_protocol::audit::AuditEntry>>;
 
+    /// Every user.
+    fn all_users(&self) -> Result<Vec<User>>;
+    /// Every conversation.
+    fn all_conversations(&self) -> Result<Vec<Conversation>>;
+    /// Number of stored messages of a conversation and their stored bytes.
+    fn message_stats(&self, conv: &ConversationId) -> Result<(u64, u64)>;
+    /// Deletes the messages of `conv` stored before `before_ms` (with their
+    /// de-duplication entries and urgent watches); returns how many.
+    fn delete_messages_before(&self, conv: &ConversationId, before_ms: i64) -> Result<u64>;
+    /// A deployment-wide switch (incident mode).
+    fn flag(&self, name: &str) -> Result<bool>;
+    /// Sets a deployment-wide switch.
+    fn set_flag(&self, name: &str, on: bool) -> Result<()>;
+
     /// Makes every write so far durable: on disk, past the drive's cache.
     fn sync(&self) -> Result<()>;
 }

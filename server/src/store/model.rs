@@ -17,6 +17,19 @@ pub enum UserState {
     Active,
     /// Disabled by an admin.
     Disabled,
+    /// Self-registered in incident mode; can do nothing until approved.
+    PendingApproval,
+}
+
+impl UserState {
+    /// May authenticate (a pending account may, but can then do nothing).
+    pub fn may_sign_in(self) -> bool {
+        matches!(self, UserState::Active | UserState::PendingApproval)
+    }
+}
+
+fn gb() -> Region {
+    Region::GB
 }
 
 /// An account.
@@ -38,6 +51,12 @@ pub struct User {
     /// Logins refused until this time (ms).
     pub locked_until: i64,
     pub created_at: i64,
+    /// Home region (rule R6).
+    #[serde(default = "gb")]
+    pub region: Region,
+    /// Retention deletion is suspended for this user's conversations.
+    #[serde(default)]
+    pub legal_hold: bool,
 }
 
 /// A pending enrolment, stored under the hash of its one-time code.
@@ -109,6 +128,12 @@ pub struct Conversation {
     pub members: Vec<UserId>,
     pub residency: Region,
     pub created_at: i64,
+    /// Members chose to keep messages for fewer days than the deployment.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// Retention deletion is suspended.
+    #[serde(default)]
+    pub legal_hold: bool,
 }
 
 /// A message on its way to the store.

@@ -353,7 +353,11 @@ impl Store for SledStore {
             }
             out.push(Appended::Stored(seq));
         }
-        // One atomic batch: a message and its de-duplication entry land together.
+        for (conv, next_seq) in &next {
+            writes.insert(keys::high_water(conv), &(next_seq - 1).to_be_bytes());
+        }
+        // One atomic batch: a message, its de-duplication entry and the
+        // conversation's high-water mark land together.
         self.messages.apply_batch(writes)?;
         Ok(out)
     }
@@ -390,6 +394,13 @@ impl Store for SledStore {
     }
 
     fn last_seq(&self, conv: &ConversationId) -> Result<u64> {
+        if let Some(v) = self.messages.get(keys::high_water(conv))? {
+            let b: [u8; 8] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("high-water mark"))?;
+            return Ok(u64::from_be_bytes(b));
+        }
         match self
             .messages
             .scan_prefix(keys::message_prefix(conv))
@@ -459,6 +470,70 @@ impl Store for SledStore {
             None => Ok(None),
             Some((k, v)) => self.decode("audit", &k, &v).map(Some),
         }
+    }
+
+    fn all_users(&self) -> Result<Vec<User>> {
+        self.users
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                self.decode("users", &k, &v)
+            })
+            .collect()
+    }
+
+    fn all_conversations(&self) -> Result<Vec<Conversation>> {
+        self.conversations
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                self.decode("conversations", &k, &v)
+            })
+            .collect()
+    }
+
+    fn message_stats(&self, conv: &ConversationId) -> Result<(u64, u64)> {
+        let mut count = 0;
+        let mut bytes = 0;
+        for kv in self.messages.scan_prefix(keys::message_prefix(conv)) {
+            let (_, v) = kv?;
+            count += 1;
+            bytes += v.len() as u64;
+        }
+        Ok((count, bytes))
+    }
+
+    fn delete_messages_before(&self, conv: &ConversationId, before_ms: i64) -> Result<u64> {
+        let mut batch = sled::Batch::default();
+        let mut deleted = 0;
+        for kv in self.messages.scan_prefix(keys::message_prefix(conv)) {
+            let (k, v) = kv?;
+            let m: StoredMessage = self.decode("messages", &k, &v)?;
+            // Messages are in `seq` order, which is storage-time order.
+            if m.stored_at >= before_ms {
+                break;
+            }
+            batch.remove(k);
+            batch.remove(keys::msg_id_index(&m.msg_id));
+            batch.remove(keys::urgent(conv, m.seq));
+            deleted += 1;
+        }
+        if deleted > 0 {
+            self.messages.apply_batch(batch)?;
+        }
+        Ok(deleted)
+    }
+
+    fn flag(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .meta
+            .get(format!("flag/{name}"))?
+            .is_some_and(|v| v.as_ref() == [1]))
+    }
+
+    fn set_flag(&self, name: &str, on: bool) -> Result<()> {
+        self.meta.insert(format!("flag/{name}"), &[u8::from(on)])?;
+        Ok(())
     }
 
     fn sync(&self) -> Result<()> {
