@@ -89,6 +89,7 @@ impl Server {
         config.validate()?;
         let tls = tls::acceptor(&config)?;
         let dir = &config.data_dir;
+        store::check_no_interrupted_rotation(dir)?;
         let fresh = !dir.join("store").exists();
         std::fs::create_dir_all(dir)?;
         let (key, _) = store::load_or_create_data_key(dir, data_key_env, fresh)?;

@@ -56,6 +56,10 @@ struct Args {
     /// Print the effective configuration (no secrets) and exit.
     #[arg(long)]
     print_config: bool,
+    /// Re-seal the stopped server's data directory under a new data key,
+    /// replace data.key, and exit.
+    #[arg(long)]
+    rotate_data_key: bool,
 }
 
 fn load(args: &Args) -> anyhow::Result<Config> {
@@ -110,6 +114,22 @@ fn main() -> std::process::ExitCode {
     if args.print_config {
         print!("{}", config.to_toml());
         return std::process::ExitCode::SUCCESS;
+    }
+    if args.rotate_data_key {
+        let env_key = std::env::var("WARDLINE_DATA_KEY").ok();
+        return match wardline_server::store::rotate_data_key(&config.data_dir, env_key.as_deref()) {
+            Ok(()) => {
+                println!(
+                    "data key rotated: {} now holds the new key; back it up, and destroy copies of the old one",
+                    config.data_dir.join("data.key").display()
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: key rotation failed: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -158,3 +158,56 @@ async fn a_wrong_or_missing_data_key_stops_the_server_at_start() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn rotating_the_data_key_keeps_every_record_readable() -> TestResult {
+    let mut w = ward().await;
+    let env = seal(
+        &w.alice,
+        &w.conv,
+        &w.devices,
+        "before rotation",
+        new_msg_id(7),
+    );
+    w.alice.client.ok("send", json!({"envelope": env})).await;
+    let (bob_token, alice_token) = (w.bob.token.clone(), w.alice.token.clone());
+    drop(w.alice.client);
+    drop(w.bob.client);
+    drop(w.admin.client);
+    let dir = w.server.stop().await;
+    let old_key = std::fs::read(dir.path().join("data.key"))?;
+
+    wardline_server::store::rotate_data_key(dir.path(), None)?;
+    assert_ne!(std::fs::read(dir.path().join("data.key"))?, old_key);
+
+    // The old key no longer opens the store.
+    let config = Config::new("127.0.0.1:0".parse()?, dir.path().to_path_buf());
+    let old_b64 = wardline_protocol::b64::encode(&old_key);
+    assert!(matches!(
+        Server::open(config, Some(&old_b64), Clock::system()),
+        Err(StartError::Store(StoreError::WrongKey))
+    ));
+
+    // With the new one, sessions, messages and username lookups all work.
+    let server = TestServer::start_in(dir).await;
+    let mut bob = server.connect().await;
+    bob.ok("resume", json!({"token": bob_token})).await;
+    let r = bob.ok("history", json!({"conv_id": w.conv})).await;
+    assert_eq!(r["messages"].as_array().map(Vec::len), Some(1));
+    let mut alice = server.connect().await;
+    alice.ok("resume", json!({"token": alice_token})).await;
+    let r = alice.ok("lookup", json!({"usernames": ["bob"]})).await;
+    assert_eq!(r["users"].as_array().map(Vec::len), Some(1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_interrupted_rotation_stops_the_server_from_starting() -> TestResult {
+    let server = TestServer::start().await;
+    let dir = server.stop().await;
+    std::fs::create_dir(dir.path().join("store.rekey"))?;
+    let config = Config::new("127.0.0.1:0".parse()?, dir.path().to_path_buf());
+    let err = Server::open(config, None, Clock::system()).expect_err("refused");
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    Ok(())
+}

@@ -7,12 +7,14 @@
 mod data_key;
 mod keys;
 pub mod model;
+mod rekey;
 mod seal;
 mod sled_store;
 mod writer;
 
 pub use data_key::{DataKeySource, load_or_create_data_key};
 pub use model::*;
+pub use rekey::{check_no_interrupted_rotation, rotate as rotate_data_key};
 pub use sled_store::SledStore;
 pub use writer::{Committed, Writer};
 
