@@ -119,3 +119,30 @@ proptest! {
         }
     }
 }
+
+/// DESIGN.md, "Group size": a care team of 250 members with three devices
+/// each must fit one v1 envelope in a 256 KiB frame.
+#[test]
+fn a_250_member_team_with_three_devices_each_fits_in_one_frame() {
+    let sender = DeviceSecrets::generate();
+    let one = DeviceSecrets::generate().public().kem_pk;
+    let recipients: Vec<Recipient> = (0..750)
+        .map(|i| Recipient {
+            device_id: DeviceId::generate_v7(1_795_419_114_123, [i as u8; 10]),
+            kem_pk: one,
+        })
+        .collect();
+    let body = Body {
+        text: "x".repeat(2000),
+        kind: BodyKind::ClinicalNote,
+        patient: None,
+        reply_to: None,
+    };
+    let env = envelope::seal(header(Priority::Urgent), &body, &sender, &recipients).expect("seal");
+    let frame = wire::encode_request(1, &wire::Request::Send(wire::Send { envelope: env }));
+    assert!(
+        frame.len() < wire::MAX_FRAME_BYTES,
+        "{} bytes is over the limit",
+        frame.len()
+    );
+}
