@@ -67,6 +67,46 @@ pub fn entry_hash(e: &AuditEntry) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A signed record of a pruned prefix of the log: the entries before
+/// `first_seq` were deleted by retention, and the entry at `first_seq`
+/// follows `chain_start`. Signed by the server's audit key, so pruning
+/// cannot be used to hide a rewritten history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The first entry still kept.
+    pub first_seq: u64,
+    /// The hash of the last pruned entry: the kept chain starts from it.
+    pub chain_start: String,
+    /// When the prefix was pruned.
+    pub time: Timestamp,
+    /// Ed25519 signature over [`checkpoint_input`], base64.
+    pub sig: String,
+}
+
+/// The bytes a checkpoint's signature covers.
+pub fn checkpoint_input(first_seq: u64, chain_start: &str, time: &Timestamp) -> Vec<u8> {
+    let mut out = b"wardline/v1/audit-checkpoint".to_vec();
+    out.extend_from_slice(&first_seq.to_be_bytes());
+    out.extend_from_slice(chain_start.as_bytes());
+    out.extend_from_slice(time.as_str().as_bytes());
+    out
+}
+
+/// Checks a checkpoint's signature with the server's audit key.
+pub fn verify_checkpoint(cp: &Checkpoint, key: &crate::keys::SigPublicKey) -> bool {
+    let Ok(sig) = crate::b64::decode(&cp.sig) else {
+        return false;
+    };
+    let Ok(sig) = <[u8; 64]>::try_from(sig) else {
+        return false;
+    };
+    key.verify(
+        &checkpoint_input(cp.first_seq, &cp.chain_start, &cp.time),
+        &sig,
+    )
+    .is_ok()
+}
+
 /// The previous-hash of the very first entry.
 pub fn genesis() -> String {
     "0".repeat(64)

@@ -894,6 +894,12 @@ pub struct AdminAuditOk {
     pub chain_start: String,
     /// `seq` of the first retained entry.
     pub first_seq: u64,
+    /// The signed checkpoint of the pruned prefix, once retention pruned any.
+    #[serde(default)]
+    pub checkpoint: Option<crate::audit::Checkpoint>,
+    /// The server's audit signing key (record it at deployment to check
+    /// checkpoints against).
+    pub audit_key: SigPublicKey,
 }
 
 /// An account's state as admins see it.

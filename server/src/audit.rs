@@ -60,7 +60,7 @@ impl Event {
 /// The end of the chain, kept in memory so appending is one write.
 #[derive(Debug)]
 pub struct Log {
-    tail: Mutex<(u64, String)>,
+    pub(crate) tail: Mutex<(u64, String)>,
 }
 
 impl Log {
@@ -120,9 +120,59 @@ pub fn query(state: &State, authed: &Authed, req: AdminAudit) -> Result<AdminAud
                 .as_ref()
                 .is_none_or(|a| e.actor.as_ref() == Some(a))
     });
+    let checkpoint = state.store.audit_checkpoint()?;
     Ok(AdminAuditOk {
         entries,
-        chain_start: audit::genesis(),
-        first_seq: 1,
+        chain_start: checkpoint
+            .as_ref()
+            .map_or_else(audit::genesis, |c| c.chain_start.clone()),
+        first_seq: checkpoint.as_ref().map_or(1, |c| c.first_seq),
+        checkpoint,
+        audit_key: state.store.audit_signing_key().public().sig_pk,
     })
+}
+
+/// Deletes entries older than `before_ms`, keeping the chain verifiable with
+/// a signed checkpoint. Returns how many were pruned.
+pub fn prune(state: &State, before_ms: i64) -> Result<u64, ApiError> {
+    // Hold the tail lock so no entry is appended while the prefix moves.
+    let _tail = state
+        .audit
+        .tail
+        .lock()
+        .expect("audit lock is never poisoned: no panics under it");
+    let mut first_kept = None;
+    let mut last_pruned_hash = None;
+    let mut after = 0;
+    'scan: loop {
+        let page = state.store.audit_after(after, 1000)?;
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            if e.time.unix_millis() >= before_ms {
+                first_kept = Some(e.seq);
+                break 'scan;
+            }
+            last_pruned_hash = Some(e.hash.clone());
+            after = e.seq;
+        }
+    }
+    // Never prune the newest entry: the chain's tail must stay visible.
+    let (Some(first_kept), Some(chain_start)) = (first_kept, last_pruned_hash) else {
+        return Ok(0);
+    };
+    let time =
+        Timestamp::from_unix_millis(state.clock.now_ms()).expect("server times are in range");
+    let key = state.store.audit_signing_key();
+    let sig = key.sign(&audit::checkpoint_input(first_kept, &chain_start, &time));
+    let cp = audit::Checkpoint {
+        first_seq: first_kept,
+        chain_start,
+        time,
+        sig: wardline_protocol::b64::encode(sig),
+    };
+    let pruned = first_kept - state.store.audit_checkpoint()?.map_or(1, |c| c.first_seq);
+    state.store.prune_audit(first_kept, &cp)?;
+    Ok(pruned)
 }

@@ -62,6 +62,8 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     /// Stored messages are deleted after this many days (the chat is not the record).
     pub retention_days: u32,
+    /// Audit entries are pruned (behind a signed checkpoint) after this many days.
+    pub audit_retention_days: u32,
     /// An unread urgent message is pushed again this often, in ms.
     pub urgent_renotify_ms: i64,
     /// After this long unread, the sender is told who has not read it, in ms.
@@ -137,6 +139,7 @@ impl Config {
             rate_burst: 400,
             idle_timeout_ms: 90_000,
             retention_days: 30,
+            audit_retention_days: 8 * 366,
             urgent_renotify_ms: 2 * 60 * 1000,
             urgent_escalate_ms: 20 * 60 * 1000,
         }
@@ -164,6 +167,12 @@ impl Config {
                     why: "must be greater than 0".into(),
                 });
             }
+        }
+        if self.audit_retention_days < 365 {
+            return Err(ConfigError::Invalid {
+                key: "retention.audit_days",
+                why: "keep the audit log at least a year".into(),
+            });
         }
         if self.retention_days == 0 || self.retention_days > 3650 {
             return Err(ConfigError::Invalid {
@@ -246,6 +255,8 @@ pub struct FileConfig {
 pub struct RetentionSection {
     /// Days messages are kept.
     pub days: Option<u32>,
+    /// Days audit entries are kept.
+    pub audit_days: Option<u32>,
 }
 
 /// `[tls]`
@@ -365,6 +376,7 @@ impl FileConfig {
             },
             retention: RetentionSection {
                 days: Some(c.retention_days),
+                audit_days: Some(c.audit_retention_days),
             },
         }
     }
@@ -404,6 +416,9 @@ impl FileConfig {
         secs(self.urgent.escalate_secs, &mut c.urgent_escalate_ms);
         if let Some(v) = self.retention.days {
             c.retention_days = v;
+        }
+        if let Some(v) = self.retention.audit_days {
+            c.audit_retention_days = v;
         }
         if let Some(v) = self.limits.max_connections {
             c.max_connections = v;

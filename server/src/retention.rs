@@ -45,6 +45,18 @@ pub fn tick(state: &State) -> Result<u64, ApiError> {
             .store
             .delete_messages_before(&c.id, now - i64::from(days) * DAY_MS)?;
     }
+    let audit_pruned = audit::prune(
+        state,
+        now - i64::from(state.config.audit_retention_days) * DAY_MS,
+    )?;
+    if audit_pruned > 0 {
+        audit::record(
+            state,
+            Event::new("audit_pruned", None, None, "ok").reason(&format!(
+                "{audit_pruned} entries behind a signed checkpoint"
+            )),
+        )?;
+    }
     if deleted > 0 {
         state.store.sync()?;
         audit::record(

@@ -256,3 +256,53 @@ async fn the_audit_log_records_security_events_and_detects_tampering() -> TestRe
     assert_eq!(broken.seq, altered.seq);
     Ok(())
 }
+
+#[tokio::test]
+async fn pruning_old_audit_entries_keeps_the_chain_verifiable() -> TestResult {
+    let mut w = support::ward_with(|c| {
+        c.session_ttl_ms = 10 * 366 * 24 * 3600 * 1000;
+        c.session_idle_ms = 10 * 366 * 24 * 3600 * 1000;
+    })
+    .await;
+    let before = w
+        .admin
+        .client
+        .ok("admin_audit", json!({"limit": 1000}))
+        .await;
+    let old_count = before["entries"].as_array().map_or(0, Vec::len) as u64;
+    assert!(before["checkpoint"].is_null());
+
+    // Nine years on, something new happens, and retention runs.
+    w.server.clock.advance_ms(9 * 366 * 24 * 3600 * 1000);
+    w.alice
+        .client
+        .fails("admin_user_list", json!({}), "forbidden")
+        .await;
+    wardline_server::retention::tick(&w.server.state)?;
+
+    let r = w
+        .admin
+        .client
+        .ok("admin_audit", json!({"limit": 1000}))
+        .await;
+    let entries: Vec<audit::AuditEntry> = serde_json::from_value(r["entries"].clone())?;
+    let cp: audit::Checkpoint = serde_json::from_value(r["checkpoint"].clone())?;
+    let key: wardline_protocol::SigPublicKey = serde_json::from_value(r["audit_key"].clone())?;
+    assert_eq!(
+        cp.first_seq,
+        old_count + 1,
+        "every old entry pruned, none of the new"
+    );
+    assert_eq!(entries.first().map(|e| e.seq), Some(cp.first_seq));
+    assert!(
+        audit::verify_checkpoint(&cp, &key),
+        "the checkpoint is signed by the audit key"
+    );
+    audit::verify_chain(&entries, &cp.chain_start)?;
+    assert!(entries.iter().any(|e| e.kind == "audit_pruned"));
+    // A forged checkpoint does not verify.
+    let mut forged = cp.clone();
+    forged.first_seq += 1;
+    assert!(!audit::verify_checkpoint(&forged, &key));
+    Ok(())
+}

@@ -158,6 +158,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: u64,
         limit: usize,
     ) -> Result<Vec<wardline_protocol::audit::AuditEntry>>;
+    /// Deletes audit entries with `seq < first_kept` and stores the
+    /// checkpoint that vouches for them, in one atomic step.
+    fn prune_audit(
+        &self,
+        first_kept: u64,
+        checkpoint: &wardline_protocol::audit::Checkpoint,
+    ) -> Result<()>;
+    /// The latest audit checkpoint.
+    fn audit_checkpoint(&self) -> Result<Option<wardline_protocol::audit::Checkpoint>>;
     /// The newest audit entry.
     fn audit_last(&self) -> Result<Option<wardline_protocol::audit::AuditEntry>>;
 
@@ -174,6 +183,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn flag(&self, name: &str) -> Result<bool>;
     /// Sets a deployment-wide switch.
     fn set_flag(&self, name: &str, on: bool) -> Result<()>;
+
+    /// The server's audit signing key.
+    fn audit_signing_key(&self) -> wardline_protocol::DeviceSecrets;
 
     /// Makes every write so far durable: on disk, past the drive's cache.
     fn sync(&self) -> Result<()>;

@@ -73,6 +73,21 @@ impl Sealer {
             .map_err(|_| StoreError::Corrupt("a stored value does not decrypt under the data key"))
     }
 
+    /// The server's audit signing key, derived from the data key so that
+    /// it needs no storage of its own.
+    pub fn audit_signing_key(&self) -> wardline_protocol::DeviceSecrets {
+        let k = Zeroizing::new(
+            hmac::sign(&self.index, b"wardline/audit-signing")
+                .as_ref()
+                .to_vec(),
+        );
+        let bytes: [u8; 32] = k
+            .as_slice()
+            .try_into()
+            .expect("HMAC-SHA256 output is 32 bytes");
+        wardline_protocol::DeviceSecrets::from_bytes(&bytes, &bytes)
+    }
+
     /// A keyed hash for looking values up without storing them (usernames).
     pub fn index_key(&self, label: &str, value: &str) -> Vec<u8> {
         let mut ctx = hmac::Context::with_key(&self.index);

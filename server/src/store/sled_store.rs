@@ -465,6 +465,28 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn prune_audit(
+        &self,
+        first_kept: u64,
+        checkpoint: &wardline_protocol::audit::Checkpoint,
+    ) -> Result<()> {
+        // Checkpoint first and durable: a crash between the two steps leaves
+        // a checkpoint and some entries it already covers, which verifies.
+        self.put(&self.meta, "meta", b"audit_checkpoint", checkpoint)?;
+        self.sync()?;
+        let mut batch = sled::Batch::default();
+        for kv in self.audit.range(..first_kept.to_be_bytes()) {
+            let (k, _) = kv?;
+            batch.remove(k);
+        }
+        self.audit.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn audit_checkpoint(&self) -> Result<Option<wardline_protocol::audit::Checkpoint>> {
+        self.get(&self.meta, "meta", b"audit_checkpoint")
+    }
+
     fn audit_last(&self) -> Result<Option<wardline_protocol::audit::AuditEntry>> {
         match self.audit.last()? {
             None => Ok(None),
@@ -534,6 +556,10 @@ impl Store for SledStore {
     fn set_flag(&self, name: &str, on: bool) -> Result<()> {
         self.meta.insert(format!("flag/{name}"), &[u8::from(on)])?;
         Ok(())
+    }
+
+    fn audit_signing_key(&self) -> wardline_protocol::DeviceSecrets {
+        self.sealer.audit_signing_key()
     }
 
     fn sync(&self) -> Result<()> {
