@@ -386,11 +386,13 @@ async fn dispatch(
                 },
                 Request::Ack(r) => {
                     messaging::ack(state, authed, r)?;
-                    ok(&Empty {})
+                    answer_when_durable(state, pending, re);
+                    Ok(Vec::new())
                 }
                 Request::Read(r) => {
                     messaging::read(state, authed, r)?;
-                    ok(&Empty {})
+                    answer_when_durable(state, pending, re);
+                    Ok(Vec::new())
                 }
                 Request::History(r) => Ok(vec![messaging::history(state, authed, re, r)?]),
                 Request::Receipts(r) => ok(&messaging::receipts(state, authed, r)?),
@@ -446,6 +448,21 @@ async fn dispatch(
             }
         }
     }
+}
+
+/// Answers `ok` to request `re` once every write so far is durable, so an
+/// acknowledged cursor never moves back after a crash. Shares the writer's
+/// group commit instead of syncing on its own.
+fn answer_when_durable(state: &Arc<State>, pending: &mut FuturesUnordered<Pending>, re: u64) {
+    let writer = state.writer.clone();
+    pending.push(Box::pin(async move {
+        let done = writer.barrier().await;
+        (
+            re,
+            done.map(|()| wire::encode_ok(re, &Empty {}))
+                .map_err(ApiError::from),
+        )
+    }));
 }
 
 fn refuse_if_authenticated(live: &Option<Live>) -> Result<(), ApiError> {

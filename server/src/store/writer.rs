@@ -37,9 +37,13 @@ pub type OnCommit = Box<dyn Fn(Vec<Committed>) + Send>;
 /// Called on the writer thread after each commit with (batch size, µs taken).
 pub type OnStats = Box<dyn Fn(usize, u64) + Send>;
 
-struct Job {
-    msg: NewMessage,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
+enum Job {
+    Append {
+        msg: NewMessage,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
+    },
+    /// Answered once every write made before it is durable.
+    Barrier(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// Handle for submitting messages to the writer. Cheap to clone.
@@ -84,7 +88,19 @@ impl Writer {
     pub async fn append(&self, msg: NewMessage) -> Result<Appended, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { msg, reply })
+            .send(Job::Append { msg, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Resolves once every store write made before the call is durable,
+    /// sharing the next group commit's fsync (used to make `ack` and
+    /// `read` positions durable before answering).
+    pub async fn barrier(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Barrier(reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -107,15 +123,33 @@ fn run(
                 Err(_) => break,
             }
         }
-        let (msgs, replies): (Vec<NewMessage>, Vec<_>) =
-            jobs.drain(..).map(|j| (j.msg, j.reply)).unzip();
+        let mut msgs = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut barriers = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Append { msg, reply } => {
+                    msgs.push(msg);
+                    replies.push(reply);
+                }
+                Job::Barrier(reply) => barriers.push(reply),
+            }
+        }
         let started = std::time::Instant::now();
         let result = store
             .append_messages(&msgs, clock.now_ms())
             .and_then(|r| store.sync().map(|()| r));
+        for b in barriers {
+            let _ = b.send(match &result {
+                Ok(_) => Ok(()),
+                Err(_) => Err(StoreError::Io("sync failed".into())),
+            });
+        }
         match result {
             Ok(outcomes) => {
-                on_stats(outcomes.len(), started.elapsed().as_micros() as u64);
+                if !outcomes.is_empty() {
+                    on_stats(outcomes.len(), started.elapsed().as_micros() as u64);
+                }
                 let mut committed = Vec::with_capacity(outcomes.len());
                 for ((reply, outcome), msg) in replies.into_iter().zip(outcomes).zip(msgs) {
                     let _ = reply.send(Ok(outcome));
