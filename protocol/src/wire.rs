@@ -900,6 +900,10 @@ pub struct AdminAuditOk {
     /// The server's audit signing key (record it at deployment to check
     /// checkpoints against).
     pub audit_key: SigPublicKey,
+    /// When the page was full: ask again with `after_seq` set to this (with
+    /// a filter, a page may hold fewer entries than were read).
+    #[serde(default)]
+    pub next_after_seq: Option<u64>,
 }
 
 /// An account's state as admins see it.

@@ -114,7 +114,11 @@ pub fn set_state(state: &State, authed: &Authed, req: AdminUserSetState) -> Resu
 pub fn reset(state: &State, authed: &Authed, req: AdminUserReset) -> Result<EnrolCodeOk, ApiError> {
     require_admin(state, authed, "admin_user_reset")?;
     let mut u = user(state, &req.user_id)?;
-    u.state = UserState::Enrolling;
+    // A reset renews credentials; it neither re-enables a disabled account
+    // nor skips an approval.
+    if u.state == UserState::Active {
+        u.state = UserState::Enrolling;
+    }
     u.password_hash = None;
     u.totp_secret = None;
     state.store.put_user(&u)?;

@@ -113,6 +113,11 @@ pub fn query(state: &State, authed: &Authed, req: AdminAudit) -> Result<AdminAud
     crate::admin::require_admin(state, authed, "admin_audit")?;
     let limit = req.limit.unwrap_or(100).clamp(1, MAX_PAGE) as usize;
     let mut entries = state.store.audit_after(req.after_seq.unwrap_or(0), limit)?;
+    let next_after_seq = if entries.len() == limit {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
     entries.retain(|e| {
         req.kind.as_ref().is_none_or(|k| &e.kind == k)
             && req
@@ -129,6 +134,7 @@ pub fn query(state: &State, authed: &Authed, req: AdminAudit) -> Result<AdminAud
         first_seq: checkpoint.as_ref().map_or(1, |c| c.first_seq),
         checkpoint,
         audit_key: state.store.audit_signing_key().public().sig_pk,
+        next_after_seq,
     })
 }
 

@@ -55,7 +55,7 @@ pub struct Auth {
     user_locks: DashMap<UserId, Arc<Mutex<()>>>,
     /// Failed logins for usernames that do not exist, so that they lock out
     /// exactly like real ones and `locked_out` reveals nothing.
-    phantom_failures: DashMap<String, Vec<i64>>,
+    phantom_failures: DashMap<String, (Vec<i64>, i64)>,
 }
 
 /// Most unknown usernames whose failures are remembered; beyond it the
@@ -240,6 +240,10 @@ async fn redeem(state: &Arc<State>, code: &Secret) -> Result<([u8; 32], User), A
         return Err(enrolment_failed());
     }
     let user = state.store.user(&e.user_id)?.ok_or_else(enrolment_failed)?;
+    if user.state == UserState::Disabled {
+        // A disabled account must not come back through an old code.
+        return Err(enrolment_failed());
+    }
     Ok((hash, user))
 }
 
@@ -296,6 +300,7 @@ pub async fn enrol_finish(
     if user.state == UserState::Enrolling {
         user.state = UserState::Active;
     }
+    // (PendingApproval stays pending; Disabled never gets here: see `redeem`.)
     let device = new_device(state, &user.id, req.device)?;
     state.store.put_user(&user)?;
     state.store.remove_enrolment(&code_hash)?;
@@ -528,22 +533,30 @@ fn locked_out() -> ApiError {
 }
 
 fn phantom_locked(state: &State, key: &str, now: i64) -> bool {
-    state.auth.phantom_failures.get(key).is_some_and(|f| {
-        f.iter().filter(|t| now - **t < LOCKOUT_WINDOW_MS).count() >= LOCKOUT_THRESHOLD
-    })
+    state
+        .auth
+        .phantom_failures
+        .get(key)
+        .is_some_and(|f| f.1 > now)
 }
 
 fn record_phantom_failure(state: &State, key: String, now: i64) {
     let map = &state.auth.phantom_failures;
     if map.len() >= MAX_PHANTOMS {
-        map.retain(|_, f| f.last().is_some_and(|t| now - t < LOCKOUT_WINDOW_MS));
+        map.retain(|_, f| f.1 > now || f.0.last().is_some_and(|t| now - t < LOCKOUT_WINDOW_MS));
         if map.len() >= MAX_PHANTOMS {
             map.clear();
         }
     }
+    // The same rule as for real accounts (`record_failure`), so that the
+    // timing of `locked_out` says nothing about whether the account exists.
     let mut f = map.entry(key).or_default();
-    f.retain(|t| now - t < LOCKOUT_WINDOW_MS);
-    f.push(now);
+    f.0.retain(|t| now - t < LOCKOUT_WINDOW_MS);
+    f.0.push(now);
+    if f.0.len() >= LOCKOUT_THRESHOLD {
+        f.1 = now + LOCKOUT_WINDOW_MS;
+        f.0.clear();
+    }
 }
 
 /// Counts a failed login; returns true if it locked the account.
@@ -583,6 +596,13 @@ pub async fn resume(state: &Arc<State>, req: Resume) -> Result<Resumed, ApiError
         .store
         .session(&token_hash)?
         .ok_or_else(session_ended)?;
+    // A lost device may come back long after its session would have
+    // expired: its old token must still get it the order to wipe itself.
+    if let Some(d) = state.store.device(&s.device_id)?
+        && d.state == DeviceState::WipePending
+    {
+        return Ok(Resumed::WipePending(d.id));
+    }
     let now = state.clock.now_ms();
     if s.expires_at <= now || now - s.last_used >= state.config.session_idle_ms {
         state.store.remove_session(&token_hash)?;
@@ -600,9 +620,6 @@ pub async fn resume(state: &Arc<State>, req: Resume) -> Result<Resumed, ApiError
         .store
         .device(&s.device_id)?
         .ok_or_else(session_ended)?;
-    if device.state == DeviceState::WipePending {
-        return Ok(Resumed::WipePending(device.id));
-    }
     if !user.state.may_sign_in() || device.state != DeviceState::Active {
         return Err(session_ended());
     }

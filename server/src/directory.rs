@@ -45,6 +45,14 @@ pub fn lookup(state: &State, _authed: &Authed, req: Lookup) -> Result<LookupOk, 
 
 /// The active devices of `user`.
 pub fn active_devices(state: &State, user: &UserId) -> Result<Vec<Device>, ApiError> {
+    // A disabled account's devices receive nothing: nobody seals to them.
+    if state
+        .store
+        .user(user)?
+        .is_none_or(|u| u.state == UserState::Disabled)
+    {
+        return Ok(Vec::new());
+    }
     let mut list = state.store.devices_of(user)?;
     list.retain(|d| d.state == DeviceState::Active);
     Ok(list)

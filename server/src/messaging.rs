@@ -245,6 +245,8 @@ pub fn receipts(state: &State, authed: &Authed, req: Receipts) -> Result<Receipt
 pub const HISTORY_DEFAULT: u64 = 100;
 /// The protocol lets a server cap `limit`, but not below 100.
 pub const HISTORY_MAX: u64 = 500;
+/// A `history` reply holds at most about this many bytes of envelopes.
+pub const HISTORY_MAX_BYTES: usize = 1024 * 1024;
 
 /// `history`: up to `limit` messages below `before_seq`, oldest first, each
 /// with only this device's key entry (messages it cannot open are left out).
@@ -253,20 +255,31 @@ pub fn history(state: &State, authed: &Authed, re: u64, req: History) -> Result<
     let limit = req
         .limit
         .map_or(HISTORY_DEFAULT, u64::from)
-        .clamp(1, HISTORY_MAX);
+        .min(HISTORY_MAX);
     let newest = state.store.last_seq(&req.conv_id)?;
     let before = req
         .before_seq
         .unwrap_or(u64::MAX)
         .min(newest.saturating_add(1));
     let lo = before.saturating_sub(limit).max(1);
-    let page = if before > lo {
+    let mut page = if before > lo && limit > 0 {
         state
             .store
             .messages_after(&req.conv_id, lo - 1, (before - lo) as usize)?
     } else {
         Vec::new()
     };
+    // Keep the reply well inside one frame a connection can write: drop the
+    // oldest messages of the page; the client pages on from the first `seq`.
+    let mut bytes = 0;
+    let keep_from = page
+        .iter()
+        .rposition(|m| {
+            bytes += m.envelope.shared.len() + 300;
+            bytes > HISTORY_MAX_BYTES
+        })
+        .map_or(0, |i| i + 1);
+    page.drain(..keep_from);
     Ok(wire::render_history_ok(
         re,
         &authed.device_id,

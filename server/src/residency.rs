@@ -41,7 +41,11 @@ pub fn report(state: &State, authed: &Authed) -> Result<AdminResidencyOk, ApiErr
     Ok(AdminResidencyOk {
         deployment_region: state.config.region,
         permitted: state.config.policy.regions().collect(),
-        policy_source: ADEQUACY_SOURCE.to_string(),
+        policy_source: if state.config.policy == wardline_protocol::Policy::trust_default() {
+            ADEQUACY_SOURCE.to_string()
+        } else {
+            "residency.permitted in this deployment's configuration".to_string()
+        },
         regions: by.into_values().collect(),
     })
 }

@@ -205,7 +205,9 @@ where
         let _ = auth::touch(&state, &l.authed);
         state.hub.unregister(&l.authed.device_id, l.reg.id);
     }
-    let _ = sink.close().await;
+    // A peer that stopped reading must not keep this task (and its slot
+    // under the connection cap) alive through the close handshake either.
+    let _ = tokio::time::timeout(Duration::from_secs(5), sink.close()).await;
 }
 
 fn texts(frames: Vec<String>) -> Vec<Message> {
@@ -484,6 +486,10 @@ fn begin(
     authed: Authed,
     reply: String,
 ) -> Result<Vec<String>, ApiError> {
+    if let Some(mut d) = state.store.device(&authed.device_id)? {
+        d.last_seen = Some(state.clock.now_ms());
+        state.store.put_device(&d)?;
+    }
     let reg = state.hub.register(
         &authed.device_id,
         authed.token_hash,

@@ -57,6 +57,118 @@ async fn disabling_a_user_ends_their_sessions_at_once_and_enabling_restores_logi
 }
 
 #[tokio::test]
+async fn a_disabled_account_cannot_enrol_and_its_devices_are_not_sealed_to() -> TestResult {
+    let mut w = ward().await;
+    let r = w
+        .admin
+        .client
+        .ok(
+            "admin_user_create",
+            json!({"username": "late", "display_name": "Late", "role": "clinician"}),
+        )
+        .await;
+    let code = r["enrol_code"].as_str().expect("code").to_string();
+    let late = r["user_id"].as_str().expect("id").to_string();
+    w.admin
+        .client
+        .ok(
+            "admin_user_set_state",
+            json!({"user_id": late, "disabled": true, "reason": "never started"}),
+        )
+        .await;
+    let mut c = w.server.connect().await;
+    c.fails(
+        "enrol_start",
+        json!({"code": code, "password": "a long password"}),
+        "auth_failed",
+    )
+    .await;
+    // A reset does not bring a disabled account back either.
+    let r = w
+        .admin
+        .client
+        .ok("admin_user_reset", json!({"user_id": late, "reason": "x"}))
+        .await;
+    c.fails(
+        "enrol_start",
+        json!({"code": r["enrol_code"], "password": "a long password"}),
+        "auth_failed",
+    )
+    .await;
+
+    w.admin
+        .client
+        .ok(
+            "admin_user_set_state",
+            json!({"user_id": w.bob.user_id, "disabled": true, "reason": "suspended"}),
+        )
+        .await;
+    let devs = w
+        .alice
+        .client
+        .ok(
+            "devices",
+            json!({"user_ids": [w.alice.user_id, w.bob.user_id]}),
+        )
+        .await;
+    assert_eq!(
+        devs["devices"].as_array().map(Vec::len),
+        Some(1),
+        "only alice's own device"
+    );
+    let env = seal(&w.alice, &w.conv, &devs, "bob is away", new_msg_id(9));
+    w.alice.client.ok("send", json!({"envelope": env})).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn device_list_shows_when_each_device_was_last_seen() -> TestResult {
+    let mut w = ward().await;
+    let list = w.bob.client.ok("device_list", json!({})).await;
+    assert!(list["devices"][0]["last_seen"].is_string(), "{list}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_history_page_stays_within_a_frame() -> TestResult {
+    let mut w = ward().await;
+    for i in 0..24u8 {
+        let env = seal(
+            &w.alice,
+            &w.conv,
+            &w.devices,
+            &"x".repeat(60_000),
+            new_msg_id(i),
+        );
+        w.alice.client.ok("send", json!({"envelope": env})).await;
+    }
+    let r = w
+        .bob
+        .client
+        .ok("history", json!({"conv_id": w.conv, "limit": 100}))
+        .await;
+    let seqs: Vec<u64> = r["messages"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect();
+    assert!(
+        seqs.len() < 24 && !seqs.is_empty(),
+        "{} messages",
+        seqs.len()
+    );
+    assert_eq!(seqs.last(), Some(&24), "the newest are kept");
+    let r = w
+        .bob
+        .client
+        .ok("history", json!({"conv_id": w.conv, "limit": 0}))
+        .await;
+    assert_eq!(r["messages"], json!([]));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_revoked_device_can_no_longer_sign_in_or_receive() -> TestResult {
     let mut w = ward().await;
     w.admin

@@ -84,6 +84,21 @@ pub fn rotate(dir: &Path, env_key: Option<&str>) -> Result<()> {
                     .ok_or(StoreError::Corrupt("user record"))?;
                 let idx = new.index_key("username", username.as_str());
                 to.insert(&idx, new.seal("usernames", &idx, id.as_bytes()))?;
+            } else if tree_name == "meta" && k.as_ref() == b"audit_checkpoint" {
+                // The audit key derives from the data key: re-sign the
+                // checkpoint so it verifies under the new audit key.
+                let plain = Zeroizing::new(old.open("meta", &k, &v)?);
+                let mut cp: wardline_protocol::audit::Checkpoint =
+                    serde_json::from_slice(&plain)
+                        .map_err(|_| StoreError::Corrupt("audit checkpoint"))?;
+                let input = wardline_protocol::audit::checkpoint_input(
+                    cp.first_seq,
+                    &cp.chain_start,
+                    &cp.time,
+                );
+                cp.sig = wardline_protocol::b64::encode(new.audit_signing_key().sign(&input));
+                let plain = serde_json::to_vec(&cp).expect("checkpoints serialise");
+                to.insert(&k, new.seal("meta", &k, &plain))?;
             } else if v.len() < MIN_SEALED {
                 to.insert(k, v)?;
             } else {
