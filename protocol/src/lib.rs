@@ -43,6 +43,7 @@ pub mod b64;
 pub mod envelope;
 pub mod ids;
 pub mod keys;
+pub mod record;
 pub mod residency;
 pub mod rng;
 pub mod secret;
