@@ -54,6 +54,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Frames a connection may fall behind by before it is disconnected.
     pub outbound_queue: usize,
+    /// Bytes a connection may fall behind by before it is disconnected.
+    pub outbound_queue_bytes: usize,
     /// Requests per second a connection may sustain.
     pub rate_per_sec: u32,
     /// Requests a connection may send in a burst.
@@ -135,6 +137,7 @@ impl Config {
             bootstrap_code_ttl_ms: 30 * 24 * 3600 * 1000,
             max_connections: 20_000,
             outbound_queue: 1024,
+            outbound_queue_bytes: 4 * 1024 * 1024,
             rate_per_sec: 100,
             rate_burst: 400,
             idle_timeout_ms: 90_000,
@@ -178,6 +181,13 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "retention.days",
                 why: "must be between 1 and 3650".into(),
+            });
+        }
+        if self.outbound_queue_bytes < 512 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "limits.outbound_queue_bytes",
+                why: "must be at least 524288, or a single large message would disconnect clients"
+                    .into(),
             });
         }
         if self.outbound_queue < 16 {
@@ -307,6 +317,8 @@ pub struct LimitsSection {
     pub max_connections: Option<usize>,
     /// Frames a slow reader may fall behind by.
     pub outbound_queue: Option<usize>,
+    /// Bytes a slow reader may fall behind by.
+    pub outbound_queue_bytes: Option<usize>,
     /// Sustained requests per second per connection.
     pub rate_per_sec: Option<u32>,
     /// Burst of requests per connection.
@@ -366,6 +378,7 @@ impl FileConfig {
             limits: LimitsSection {
                 max_connections: Some(c.max_connections),
                 outbound_queue: Some(c.outbound_queue),
+                outbound_queue_bytes: Some(c.outbound_queue_bytes),
                 rate_per_sec: Some(c.rate_per_sec),
                 rate_burst: Some(c.rate_burst),
                 idle_timeout_secs: Some(c.idle_timeout_ms / 1000),
@@ -425,6 +438,9 @@ impl FileConfig {
         }
         if let Some(v) = self.limits.outbound_queue {
             c.outbound_queue = v;
+        }
+        if let Some(v) = self.limits.outbound_queue_bytes {
+            c.outbound_queue_bytes = v;
         }
         if let Some(v) = self.limits.rate_per_sec {
             c.rate_per_sec = v;

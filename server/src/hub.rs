@@ -4,7 +4,7 @@
 //! nothing outside it assumes a device's connection lives in this process.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use tokio::sync::{Notify, mpsc};
@@ -38,6 +38,24 @@ struct Conn {
     session: [u8; 32],
     tx: mpsc::Sender<Outbound>,
     kick: Arc<Notify>,
+    /// Bytes queued and not yet taken by the connection.
+    queued: Arc<AtomicUsize>,
+}
+
+impl Outbound {
+    /// The frame's size, for the per-connection byte limit.
+    pub fn len(&self) -> usize {
+        match self {
+            Outbound::Message { frame, .. } | Outbound::Frame(frame) | Outbound::Wipe(_, frame) => {
+                frame.len()
+            }
+        }
+    }
+
+    /// True for an empty frame (never sent in practice).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Connected devices. Sharded map: no global lock on delivery.
@@ -46,6 +64,8 @@ pub struct Hub {
     conns: DashMap<DeviceId, Vec<Conn>>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Most bytes one connection may have queued (0: no byte limit).
+    max_queued_bytes: usize,
 }
 
 /// What a connection keeps after registering.
@@ -57,13 +77,16 @@ pub struct Registration {
     pub rx: mpsc::Receiver<Outbound>,
     /// Notified when the connection fell too far behind and must close.
     pub kick: Arc<Notify>,
+    /// Bytes queued: the connection subtracts what it takes.
+    pub queued: Arc<AtomicUsize>,
 }
 
 impl Hub {
     /// An empty hub that counts into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, max_queued_bytes: usize) -> Self {
         Self {
             metrics,
+            max_queued_bytes,
             ..Self::default()
         }
     }
@@ -76,13 +99,20 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(queue);
         let kick = Arc::new(Notify::new());
+        let queued = Arc::new(AtomicUsize::new(0));
         self.conns.entry(device.clone()).or_default().push(Conn {
             id,
             session: token_hash,
             tx,
             kick: kick.clone(),
+            queued: queued.clone(),
         });
-        Registration { id, rx, kick }
+        Registration {
+            id,
+            rx,
+            kick,
+            queued,
+        }
     }
 
     /// Removes a connection.
@@ -105,12 +135,16 @@ impl Hub {
         let Some(mut conns) = self.conns.get_mut(device) else {
             return false;
         };
-        conns.retain(|c| match c.tx.try_send(make()) {
-            Ok(()) => {
+        conns.retain(|c| {
+            let out = make();
+            let len = out.len();
+            let over = self.max_queued_bytes > 0
+                && c.queued.load(Ordering::Relaxed) + len > self.max_queued_bytes;
+            if !over && c.tx.try_send(out).is_ok() {
+                c.queued.fetch_add(len, Ordering::Relaxed);
                 self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
                 true
-            }
-            Err(_) => {
+            } else {
                 self.metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
                 c.kick.notify_one();
                 false

@@ -97,7 +97,7 @@ impl Server {
         let store: Arc<dyn Store> = Arc::new(sled);
         let store_for_audit = store.clone();
         let metrics = Arc::new(metrics::Metrics::default());
-        let hub = Arc::new(hub::Hub::new(metrics.clone()));
+        let hub = Arc::new(hub::Hub::new(metrics.clone(), config.outbound_queue_bytes));
         let deliver = hub.clone();
         let stats = metrics.clone();
         let writer = Writer::start(

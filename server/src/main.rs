@@ -8,6 +8,9 @@ use clap::Parser;
 use wardline_server::config::{self, Config, FileConfig};
 use wardline_server::{Clock, Server};
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Wardline: end-to-end encrypted messaging for clinical staff.
 ///
 /// Settings come from a TOML file (--config), then WARDLINE_* environment

@@ -19,7 +19,9 @@ use crate::state::State;
 use crate::store::{Appended, NewMessage, Writer};
 
 /// Messages read from the store at a time when catching a device up.
-pub const BACKLOG_PAGE: usize = 256;
+pub const BACKLOG_PAGE: usize = 32;
+/// Bytes of frames in one catch-up page, about.
+pub const BACKLOG_PAGE_BYTES: usize = 1024 * 1024;
 
 /// What to do with a `send` after the server's checks.
 #[derive(Debug)]
@@ -307,20 +309,25 @@ pub fn backlog_page(
     after: u64,
 ) -> Result<BacklogPage, ApiError> {
     let page = state.store.messages_after(conv, after, BACKLOG_PAGE)?;
-    let next_after = if page.len() == BACKLOG_PAGE {
+    let mut next_after = if page.len() == BACKLOG_PAGE {
         page.last().map(|m| m.seq)
     } else {
         None
     };
-    let frames = page
-        .iter()
-        .filter_map(|m| {
-            let entry = m.envelope.entry_for(device)?;
-            Some((
-                m.seq,
-                render_message_push(conv, m.seq, &m.envelope, Some(entry)),
-            ))
-        })
-        .collect();
+    let mut frames = Vec::new();
+    let mut bytes = 0;
+    for m in &page {
+        // A page holds about a megabyte: the connection writes it before the
+        // next is read, so catching up never holds the whole backlog.
+        if bytes > BACKLOG_PAGE_BYTES {
+            next_after = Some(m.seq - 1);
+            break;
+        }
+        if let Some(entry) = m.envelope.entry_for(device) {
+            let frame = render_message_push(conv, m.seq, &m.envelope, Some(entry));
+            bytes += frame.len();
+            frames.push((m.seq, frame));
+        }
+    }
     Ok(BacklogPage { frames, next_after })
 }

@@ -72,9 +72,18 @@ struct Conn {
     close_after_write: bool,
 }
 
+/// Where catching a device up has got to.
+struct Backlog {
+    convs: Vec<ConversationId>,
+    next: usize,
+    after: Option<u64>,
+}
+
 struct Live {
     authed: Authed,
     reg: Registration,
+    /// Stored messages still to send before anything else (see `begin`).
+    backlog: Option<Backlog>,
     /// Highest `seq` written to this connection per conversation, so a push
     /// that races the backlog is never sent twice.
     delivered: HashMap<ConversationId, u64>,
@@ -99,8 +108,20 @@ where
     let mut last_heard = tokio::time::Instant::now();
 
     loop {
+        let catching_up = conn.live.as_ref().is_some_and(|l| l.backlog.is_some());
         let out: Vec<Message> = tokio::select! {
-            frame = stream.next() => {
+            () = std::future::ready(()), if catching_up => {
+                let l = conn.live.as_mut().expect("catching up implies live");
+                match next_backlog_page(&state, l) {
+                    Ok(Some(frames)) => texts(frames),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(code = ?e.code(), "catch-up failed; closing so the device resumes");
+                        break;
+                    }
+                }
+            }
+            frame = stream.next(), if !catching_up => {
                 last_heard = tokio::time::Instant::now();
                 match frame {
                 Some(Ok(Message::Text(text))) => {
@@ -149,7 +170,7 @@ where
                     Err(e) => wire::encode_error(&e.into_frame(Some(re))),
                 }])
             }
-            pushed = next_push(&mut conn.live) => match pushed {
+            pushed = next_push(&mut conn.live), if !catching_up => match pushed {
                 Push::Frame(frame) => vec![Message::text(frame)],
                 Push::Wipe(wiping, frame) => {
                     // The hub has already forgotten this connection.
@@ -230,7 +251,11 @@ async fn next_push(live: &mut Option<Live>) -> Push {
     tokio::select! {
         biased;
         _ = l.reg.kick.notified() => Push::Kicked,
-        out = l.reg.rx.recv() => match out {
+        out = l.reg.rx.recv() => {
+            if let Some(o) = &out {
+                l.reg.queued.fetch_sub(o.len(), std::sync::atomic::Ordering::Relaxed);
+            }
+            match out {
             Some(Outbound::Message { conv_id, seq, frame }) => {
                 let last = l.delivered.entry(conv_id).or_insert(0);
                 if seq <= *last {
@@ -242,6 +267,7 @@ async fn next_push(live: &mut Option<Live>) -> Push {
             Some(Outbound::Frame(frame)) => Push::Frame(frame),
             Some(Outbound::Wipe(wiping, frame)) => Push::Wipe(wiping, frame),
             None => std::future::pending().await,
+            }
         },
     }
 }
@@ -478,8 +504,10 @@ fn refuse_if_authenticated(live: &Option<Live>) -> Result<(), ApiError> {
 }
 
 /// Starts the authenticated phase: registers with the hub first (so nothing
-/// committed from now on is missed), then queues everything stored after the
-/// device's cursors behind the `ok`, in `seq` order per conversation.
+/// committed from now on is missed), then sets up the backlog: everything
+/// stored after the device's cursors, sent after the `ok` page by page, in
+/// `seq` order per conversation, before any reply to a later request or any
+/// live push (which wait in the queue and are de-duplicated by `seq`).
 fn begin(
     state: &Arc<State>,
     live: &mut Option<Live>,
@@ -495,35 +523,59 @@ fn begin(
         authed.token_hash,
         state.config.outbound_queue,
     );
-    let mut l = Live {
+    let convs = match state.store.conversations_of(&authed.user.id) {
+        Ok(c) => c,
+        Err(e) => {
+            state.hub.unregister(&authed.device_id, reg.id);
+            return Err(e.into());
+        }
+    };
+    *live = Some(Live {
         authed,
         reg,
+        backlog: Some(Backlog {
+            convs,
+            next: 0,
+            after: None,
+        }),
         delivered: HashMap::new(),
-    };
-    let mut frames = vec![reply];
-    let result = (|| {
-        for conv in state.store.conversations_of(&l.authed.user.id)? {
-            let mut after = state.store.cursor(&l.authed.device_id, &conv)?;
-            loop {
-                let page = messaging::backlog_page(state, &l.authed.device_id, &conv, after)?;
-                for (seq, frame) in page.frames {
-                    l.delivered.insert(conv.clone(), seq);
-                    frames.push(frame);
-                }
-                match page.next_after {
-                    Some(n) => after = n,
-                    None => break,
-                }
+    });
+    Ok(vec![reply])
+}
+
+/// The next page of the backlog, or `None` (and the backlog ends) when every
+/// conversation is caught up.
+fn next_backlog_page(state: &State, l: &mut Live) -> Result<Option<Vec<String>>, ApiError> {
+    loop {
+        let Some(b) = l.backlog.as_mut() else {
+            return Ok(None);
+        };
+        let Some(conv) = b.convs.get(b.next).cloned() else {
+            l.backlog = None;
+            return Ok(None);
+        };
+        let after = match b.after {
+            Some(a) => a,
+            None => state.store.cursor(&l.authed.device_id, &conv)?,
+        };
+        let page = messaging::backlog_page(state, &l.authed.device_id, &conv, after)?;
+        match page.next_after {
+            Some(n) => b.after = Some(n),
+            None => {
+                b.next += 1;
+                b.after = None;
             }
         }
-        Ok::<(), ApiError>(())
-    })();
-    if let Err(e) = result {
-        state.hub.unregister(&l.authed.device_id, l.reg.id);
-        return Err(e);
+        if page.frames.is_empty() {
+            continue;
+        }
+        let mut frames = Vec::with_capacity(page.frames.len());
+        for (seq, frame) in page.frames {
+            l.delivered.insert(conv.clone(), seq);
+            frames.push(frame);
+        }
+        return Ok(Some(frames));
     }
-    *live = Some(l);
-    Ok(frames)
 }
 
 /// Lets `dispatch` encode any reply type through one helper.

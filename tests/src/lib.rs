@@ -68,9 +68,17 @@ impl ServerProcess {
     /// Starts the server on an ephemeral loopback port and waits until it listens.
     pub fn start(data_dir: &Path) -> Self {
         let mut child = Command::new(bin("wardline-server"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("WARDLINE_LOG", "warn")
+            // Return freed memory at once, so RSS measures live memory.
+            .env("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
             .env_remove("WARDLINE_DATA_KEY")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -105,6 +113,18 @@ impl ServerProcess {
             .expect("bootstrap-admin.code")
             .trim()
             .to_string()
+    }
+
+    /// The server's resident memory, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("server process status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .expect("VmRSS line")
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.

@@ -15,6 +15,9 @@ use super::{Result, Store, StoreError};
 
 const KEY_CHECK: &[u8] = b"wardline data key check v1";
 
+/// sled's page cache.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// sled-backed [`Store`].
 #[derive(Debug)]
 pub struct SledStore {
@@ -46,6 +49,9 @@ impl SledStore {
             .path(dir)
             // sled's own periodic fsync is redundant: `sync` does it per batch.
             .flush_every_ms(None)
+            // sled caches up to 1 GiB by default; a server holding thousands
+            // of connections needs its memory for them.
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         let data_file = File::open(dir.join("db"))?;
         let t = |name: &str| db.open_tree(name);
