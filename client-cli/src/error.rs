@@ -5,6 +5,7 @@ use std::io;
 use thiserror::Error;
 use wardline_protocol::ErrorCode;
 
+use crate::agent::AgentError;
 use crate::connection::ConnectionError;
 use crate::keystore::KeystoreError;
 use crate::nhs::NhsNumberError;
@@ -46,9 +47,24 @@ pub enum Error {
     /// contact's keys changed).
     #[error("{0}")]
     Refused(String),
+    /// The unlock agent could not be started.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
+    /// This device was wiped by order of the organisation (already
+    /// reported to the user as it happened).
+    #[error("this device was wiped by order of your organisation ({reason})")]
+    Wiped {
+        /// The reason the order gave.
+        reason: String,
+    },
+    /// A wipe was ordered but the keystore could not be destroyed.
+    #[error(
+        "this device was ordered wiped by your organisation, but its keystore could not be destroyed ({0}); switch the computer off and take it to IT"
+    )]
+    WipeFailed(KeystoreError),
 }
 
 impl Error {
@@ -61,6 +77,7 @@ impl Error {
             Error::Connection(ConnectionError::BadUrl(_) | ConnectionError::NoTrust(_)) => "usage",
             Error::Connection(ConnectionError::PinMismatch { .. }) => "tls_pin_mismatch",
             Error::Connection(ConnectionError::Untrusted { .. }) => "tls_untrusted",
+            Error::Connection(ConnectionError::WipeOrdered(_)) => "wipe_pending",
             Error::Connection(_) => "connection_failed",
             Error::Trust(_) => "usage",
             Error::Keystore(KeystoreError::NotFound(_)) => "no_keystore",
@@ -72,7 +89,19 @@ impl Error {
             Error::NhsNumber(_) => "invalid_nhs_number",
             Error::Usage(_) => "usage",
             Error::Refused(_) => "refused",
+            Error::Agent(_) => "agent",
             Error::Output(_) => "output",
+            Error::Wiped { .. } => "wiped",
+            Error::WipeFailed(_) => "wipe_failed",
+        }
+    }
+
+    /// The process exit status: 3 when this device was wiped (or ordered
+    /// wiped), so a script can tell that from an ordinary failure (1).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Wiped { .. } | Error::WipeFailed(_) => 3,
+            _ => 1,
         }
     }
 

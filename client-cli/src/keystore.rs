@@ -16,6 +16,7 @@
 //! The KDF parameters and salt are bound into the wrapped key's associated
 //! data, so a change to any byte of the file stops it from opening.
 
+mod contacts;
 mod files;
 mod state;
 
@@ -32,8 +33,9 @@ use thiserror::Error;
 use wardline_protocol::{Secret, b64, rng};
 use zeroize::Zeroizing;
 
-use files::{create_private_dir, write_atomic};
-pub use state::{Contact, KeyChange, Registration, State, StoredMessage};
+pub use contacts::{Contact, DeviceFlag, DeviceStanding, DeviceTrust, KeyChange};
+use files::{create_private_dir, shred, write_atomic};
+pub use state::{ConversationState, Registration, State, StoredMessage};
 
 /// The keystore's file name inside the home directory.
 pub const FILE_NAME: &str = "keystore.json";
@@ -305,29 +307,7 @@ impl Keystore {
 
     /// Opens the keystore in `home`. Reads only: a failure changes nothing.
     pub fn open(home: &Path, passphrase: &Secret) -> Result<Self, KeystoreError> {
-        let path = Self::path_in(home);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(KeystoreError::NotFound(home.to_owned()));
-            }
-            Err(source) => {
-                return Err(KeystoreError::Io {
-                    action: "read",
-                    path,
-                    source,
-                });
-            }
-        };
-        let corrupt = |why| KeystoreError::Corrupt {
-            path: path.clone(),
-            why,
-        };
-        let file: KeystoreFile =
-            serde_json::from_slice(&bytes).map_err(|_| corrupt("not a keystore file"))?;
-        if file.version != FORMAT_VERSION {
-            return Err(corrupt("unknown format version"));
-        }
+        let (path, file) = read_file(home)?;
         let kek = file.kdf.derive(passphrase, &path)?;
         let data_key_bytes = file
             .data_key
@@ -335,21 +315,69 @@ impl Keystore {
             .ok_or_else(|| KeystoreError::WrongPassphrase(path.clone()))?;
         let mut data_key = Zeroizing::new([0u8; 32]);
         if data_key_bytes.len() != data_key.len() {
-            return Err(corrupt("data key has the wrong length"));
+            return Err(corrupt(&path, "data key has the wrong length"));
         }
         data_key.copy_from_slice(&data_key_bytes);
+        Self::unseal(path, file, data_key)
+    }
+
+    /// Opens the keystore in `home` with its data key as handed out by the
+    /// unlock agent, skipping the passphrase. A key that does not open this
+    /// keystore (it was replaced since) is reported as a wrong passphrase,
+    /// so the caller falls back to asking.
+    pub fn open_with_data_key(
+        home: &Path,
+        data_key: Zeroizing<[u8; 32]>,
+    ) -> Result<Self, KeystoreError> {
+        let (path, file) = read_file(home)?;
+        if file.state.open(&data_key, STATE_AAD).is_none() {
+            return Err(KeystoreError::WrongPassphrase(path));
+        }
+        Self::unseal(path, file, data_key)
+    }
+
+    fn unseal(
+        path: PathBuf,
+        file: KeystoreFile,
+        data_key: Zeroizing<[u8; 32]>,
+    ) -> Result<Self, KeystoreError> {
         let plaintext = file
             .state
             .open(&data_key, STATE_AAD)
-            .ok_or_else(|| corrupt("state does not decrypt"))?;
+            .ok_or_else(|| corrupt(&path, "state does not decrypt"))?;
         let state: State =
-            serde_json::from_slice(&plaintext).map_err(|_| corrupt("state is not valid"))?;
+            serde_json::from_slice(&plaintext).map_err(|_| corrupt(&path, "state is not valid"))?;
         Ok(Self {
             path,
             kdf: file.kdf,
             wrapped_data_key: file.data_key,
             data_key,
             state,
+        })
+    }
+
+    /// The data key, to hand to the unlock agent.
+    pub(crate) fn data_key(&self) -> &Zeroizing<[u8; 32]> {
+        &self.data_key
+    }
+
+    /// Destroys the keystore for a remote wipe (crypto-shredding): the file
+    /// is overwritten in place with random bytes and synced, so the wrapped
+    /// data key goes first and whatever of the file survives elsewhere on
+    /// the disk is sealed under a key that no longer exists; then it and any
+    /// leftover temporary files are removed. The keys in memory are zeroized
+    /// as `self` is dropped.
+    ///
+    /// (On copy-on-write file systems and flash storage an overwrite may land
+    /// on new blocks; the old ones then still hold only ciphertext sealed
+    /// under the passphrase-derived key.)
+    pub fn destroy(self) -> Result<(), KeystoreError> {
+        let path = self.path.clone();
+        drop(self);
+        shred(&path).map_err(|source| KeystoreError::Io {
+            action: "destroy",
+            path: path.clone(),
+            source,
         })
     }
 
@@ -385,6 +413,37 @@ impl Keystore {
             source,
         })
     }
+}
+
+fn corrupt(path: &Path, why: &'static str) -> KeystoreError {
+    KeystoreError::Corrupt {
+        path: path.to_owned(),
+        why,
+    }
+}
+
+/// Reads and parses the keystore file of `home`, without opening anything.
+fn read_file(home: &Path) -> Result<(PathBuf, KeystoreFile), KeystoreError> {
+    let path = Keystore::path_in(home);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(KeystoreError::NotFound(home.to_owned()));
+        }
+        Err(source) => {
+            return Err(KeystoreError::Io {
+                action: "read",
+                path,
+                source,
+            });
+        }
+    };
+    let file: KeystoreFile =
+        serde_json::from_slice(&bytes).map_err(|_| corrupt(&path, "not a keystore file"))?;
+    if file.version != FORMAT_VERSION {
+        return Err(corrupt(&path, "unknown format version"));
+    }
+    Ok((path, file))
 }
 
 /// Serialises into a buffer sized exactly in advance: a growing `Vec`

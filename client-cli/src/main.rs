@@ -1,137 +1,145 @@
 //! `wardline`: parses the command line and runs the command on a
 //! single-threaded runtime (a client does one thing at a time).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use wardline_cli::commands::admin::AdminCommand;
-use wardline_cli::commands::enrol::EnrolArgs;
-use wardline_cli::commands::login::LoginArgs;
-use wardline_cli::commands::send::SendArgs;
-use wardline_cli::commands::{self, Context};
+use clap::{CommandFactory as _, Parser as _};
+use wardline_cli::cli::{Cli, Command};
+use wardline_cli::commands::{self, Context, Session, with_session};
 use wardline_cli::keystore::default_home;
 use wardline_cli::output::{Event, Output};
 
-/// Examples shown by `wardline --help`.
-const EXAMPLES: &str = "\
-Examples:
-  # Enrol this computer with the code from your administrator, pinning the
-  # server's certificate by the fingerprint the server printed at start:
-  wardline enrol --server wss://wardline.trust.nhs.uk/v1 \\
-      --pin 3A:91:0F:5C:D2:7B:E8:14:6A:C0:93:2F:B5:58:E1:07:4D:9C:A6:32:F0:1B:8E:77:C5:29:6D:B3:04:EA:58:1F \\
-      --code K7QX-2M9P-4TRW
-  # ... or trusting the CA that signed the server's certificate:
-  wardline enrol --server wss://wardline.trust.nhs.uk/v1 --ca trust-ca.pem --code K7QX-2M9P-4TRW
-
-  # Later commands use the server and trust saved in the keystore:
-  wardline send bob \"Bed 4: repeat ECG please\" --urgent --patient \"943 476 5919\"
-  wardline inbox
-  wardline login --username alice
-  wardline admin user add carol --display-name \"Dr Carol Jones (Cardiology)\"
-
-  # A server on this computer needs no TLS:
-  wardline enrol --server ws://127.0.0.1:7443/v1 --code K7QX-2M9P-4TRW";
-
-/// Examples shown by `wardline enrol --help`.
-const ENROL_EXAMPLES: &str = "\
-Examples:
-  # A trust's server, pinned to the certificate fingerprint the server
-  # printed at start (\"tls certificate sha256 fingerprint ...\"):
-  wardline enrol --server wss://wardline.trust.nhs.uk/v1 \\
-      --pin 3A:91:0F:5C:D2:7B:E8:14:6A:C0:93:2F:B5:58:E1:07:4D:9C:A6:32:F0:1B:8E:77:C5:29:6D:B3:04:EA:58:1F \\
-      --code K7QX-2M9P-4TRW
-  # A server whose certificate is signed by the trust's CA:
-  wardline enrol --server wss://wardline.trust.nhs.uk/v1 --ca /etc/wardline/trust-ca.pem --code K7QX-2M9P-4TRW
-  # The same, from the environment (for scripts):
-  WARDLINE_SERVER=wss://wardline.trust.nhs.uk/v1 WARDLINE_PIN=3a910f5cd27be8146ac0932fb558e1074d9ca632f01b8e77c5296db304ea581f \\
-      wardline enrol --code K7QX-2M9P-4TRW
-  # A server on this computer, over plain ws://:
-  wardline enrol --server ws://127.0.0.1:7443/v1 --code K7QX-2M9P-4TRW";
-
-/// Wardline: end-to-end encrypted messaging for clinical staff.
-///
-/// Secrets come from the environment when set (WARDLINE_PASSPHRASE for this
-/// device's keystore, WARDLINE_PASSWORD for the account), else from a prompt
-/// on the terminal, else one line each from standard input, in the order
-/// passphrase, password, TOTP code.
-///
-/// A server elsewhere is reached over TLS (wss://) only, trusting either the
-/// certificate fingerprint the server prints at start (--pin, WARDLINE_PIN)
-/// or a CA certificate file (--ca, WARDLINE_CA); `enrol` and `login` save
-/// the server and that choice in the keystore for the other commands.
-#[derive(Debug, Parser)]
-#[command(name = "wardline", version, after_help = EXAMPLES)]
-struct Cli {
-    /// Directory holding this device's keystore
-    /// [default: $XDG_DATA_HOME/wardline or ~/.local/share/wardline].
-    #[arg(long, global = true, env = "WARDLINE_HOME", value_name = "DIR")]
-    home: Option<PathBuf>,
-    /// Machine-readable output: one JSON object per line on standard output.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Enrol with the one-time code from your administrator: sets up your
-    /// password and authenticator app, and registers this device.
-    #[command(after_help = ENROL_EXAMPLES)]
-    Enrol(EnrolArgs),
-    /// Start a new session with password and authenticator code (registers
-    /// this computer as a new device if it has no keystore yet).
-    Login(LoginArgs),
-    /// Send an end-to-end encrypted message to a conversation or a person.
-    Send(SendArgs),
-    /// Receive, verify and show new messages.
-    Inbox,
-    /// Administration (admin role only).
-    Admin {
-        #[command(subcommand)]
-        command: AdminCommand,
-    },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread exists: reading the local time zone needs that.
     let out = Output::new(cli.json);
     match run(cli, out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            let code = err
+                .downcast_ref::<wardline_cli::Error>()
+                .map_or(1, wardline_cli::Error::exit_code);
             report(out, &err);
-            ExitCode::FAILURE
+            ExitCode::from(code)
         }
     }
 }
 
 fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "wardline",
+            &mut std::io::stdout(),
+        );
+        return Ok(());
+    }
     let home = cli
         .home
         .or_else(default_home)
         .context("cannot tell where to keep the keystore; pass --home DIR or set WARDLINE_HOME")?;
-    let ctx = Context { home, out };
+    let ctx = Context {
+        home,
+        out,
+        idle_timeout: cli.idle_timeout,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        match cli.command {
-            Command::Enrol(args) => commands::enrol::run(&ctx, args).await,
-            Command::Login(args) => commands::login::run(&ctx, args).await,
-            Command::Send(args) => commands::send::run(&ctx, args).await,
-            Command::Inbox => commands::inbox::run(&ctx).await,
-            Command::Admin { command } => commands::admin::run(&ctx, command).await,
-        }
-    })?;
+    let result = runtime.block_on(dispatch(&ctx, cli.command));
+    // Without waiting for blocking tasks: a read of standard input (the
+    // chat's line mode) cannot be cancelled and would keep the process
+    // alive after the command ended (after a wipe, say). Everything that
+    // matters (the keystore) was written synchronously already.
+    runtime.shutdown_background();
+    result?;
     Ok(())
 }
 
-/// One line on standard error; with `--json`, also an `error` event.
+async fn dispatch(ctx: &Context, command: Command) -> Result<(), wardline_cli::Error> {
+    use commands::{
+        account, admin, chat, conversations, enrol, lock, login, messages, send, verify, wipe,
+    };
+    match command {
+        Command::Enrol(args) => enrol::run(ctx, args).await,
+        Command::Login(args) => login::run(ctx, args).await,
+        Command::Whoami => account::whoami(ctx).await,
+        Command::Unlock => lock::unlock(ctx),
+        Command::Lock => lock::lock(ctx),
+        Command::Agent => lock::agent(ctx).await,
+        Command::Completions { .. } => Ok(()),
+        Command::Send(args) => {
+            // Arguments are checked (and an NHS number in the text
+            // questioned) before the passphrase is asked for.
+            let body = send::prepare(ctx, &args)?;
+            with_session(ctx, async |s: &mut Session| {
+                send::run(ctx, s, args, body).await
+            })
+            .await
+        }
+        Command::Admin { command } => {
+            admin::check(&command)?;
+            with_session(ctx, async |s: &mut Session| {
+                admin::run(ctx, s, command).await
+            })
+            .await
+        }
+        Command::Logout => {
+            with_session(ctx, async |s: &mut Session| account::logout(ctx, s).await).await
+        }
+        Command::Devices => {
+            with_session(ctx, async |s: &mut Session| account::devices(ctx, s).await).await
+        }
+        Command::Inbox(args) => {
+            with_session(ctx, async |s: &mut Session| {
+                messages::inbox(ctx, s, args).await
+            })
+            .await
+        }
+        Command::Read(args) => {
+            with_session(ctx, async |s: &mut Session| {
+                messages::read(ctx, s, args).await
+            })
+            .await
+        }
+        Command::History(args) => {
+            with_session(ctx, async |s: &mut Session| {
+                messages::history(ctx, s, args).await
+            })
+            .await
+        }
+        Command::Conversations => {
+            with_session(ctx, async |s: &mut Session| {
+                conversations::list(ctx, s).await
+            })
+            .await
+        }
+        Command::Conversation { command } => {
+            with_session(ctx, async |s: &mut Session| {
+                conversations::run(ctx, s, command).await
+            })
+            .await
+        }
+        Command::Chat(args) => {
+            with_session(ctx, async |s: &mut Session| chat::run(ctx, s, args).await).await
+        }
+        Command::Verify(args) => {
+            with_session(ctx, async |s: &mut Session| verify::run(ctx, s, args).await).await
+        }
+        Command::Wipe(args) => {
+            with_session(ctx, async |s: &mut Session| wipe::run(ctx, s, args).await).await
+        }
+    }
+}
+
+/// One line on standard error; with `--json`, also an `error` event. A
+/// wipe was reported as it happened, so it is not reported again.
 fn report(out: Output, err: &anyhow::Error) {
     let (code, message) = match err.downcast_ref::<wardline_cli::Error>() {
+        Some(wardline_cli::Error::Wiped { .. }) => return,
         Some(e) => (e.code(), e.to_string()),
         None => ("failed", format!("{err:#}")),
     };

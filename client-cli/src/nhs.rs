@@ -70,6 +70,55 @@ impl NhsNumber {
     }
 }
 
+/// Valid NHS numbers written in `text`: ten digits, either run together or
+/// grouped 3-3-4 with single spaces or hyphens, not part of a longer run of
+/// digits or letters. Numbers whose check digit is wrong are left out (they
+/// are more likely phone numbers or bleep numbers than patients).
+pub fn find_in_text(text: &str) -> Vec<NhsNumber> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_word = i == 0 || !chars[i - 1].is_alphanumeric();
+        if starts_word
+            && chars[i].is_ascii_digit()
+            && let Some(len) = nhs_shape_at(&chars[i..])
+            && let Ok(n) = NhsNumber::parse(&chars[i..i + len].iter().collect::<String>())
+        {
+            if !found.contains(&n) {
+                found.push(n);
+            }
+            i += len;
+            continue;
+        }
+        i += 1;
+    }
+    found
+}
+
+/// The length of an NHS-number-shaped token at the start of `s`, if any.
+fn nhs_shape_at(s: &[char]) -> Option<usize> {
+    let digits = |from: usize, n: usize| {
+        s.len() >= from + n && s[from..from + n].iter().all(char::is_ascii_digit)
+    };
+    let ends_at = |len: usize| s.get(len).is_none_or(|c| !c.is_alphanumeric());
+    if digits(0, 10) && ends_at(10) {
+        return Some(10);
+    }
+    let sep = |at: usize| matches!(s.get(at), Some(' ' | '-'));
+    if digits(0, 3)
+        && sep(3)
+        && digits(4, 3)
+        && sep(7)
+        && s.get(3) == s.get(7)
+        && digits(8, 4)
+        && ends_at(12)
+    {
+        return Some(12);
+    }
+    None
+}
+
 impl fmt::Display for NhsNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&Self::grouped(&self.0))
@@ -132,6 +181,37 @@ mod tests {
                 matches!(NhsNumber::parse(bad), Err(NhsNumberError::NotTenDigits(_))),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn finds_valid_numbers_in_free_text_in_common_spellings() {
+        let found = |t: &str| -> Vec<String> {
+            find_in_text(t)
+                .iter()
+                .map(|n| n.as_str().to_owned())
+                .collect()
+        };
+        assert_eq!(found("Pt 943 476 5919 in bay 4"), ["9434765919"]);
+        assert_eq!(found("NHS no. 943-476-5919."), ["9434765919"]);
+        assert_eq!(found("(9434765919)"), ["9434765919"]);
+        assert_eq!(
+            found("9434765919 and 4010232137"),
+            ["9434765919", "4010232137"]
+        );
+    }
+
+    #[test]
+    fn ignores_numbers_that_are_not_nhs_numbers() {
+        for text in [
+            "bleep 9434765918",
+            "call 07700 900123",
+            "ref 94347659190",
+            "x9434765919",
+            "943 476-5919",
+            "obs at 14:00, BP 120/80",
+        ] {
+            assert!(find_in_text(text).is_empty(), "{text}");
         }
     }
 

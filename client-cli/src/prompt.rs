@@ -14,6 +14,9 @@ use zeroize::Zeroizing;
 
 /// The shortest passphrase accepted for a new keystore.
 pub const MIN_PASSPHRASE_CHARS: usize = 8;
+/// The shortest account password the server accepts (checked here too, so
+/// a short one is refused before the enrolment code is spent).
+pub const MIN_PASSWORD_CHARS: usize = 10;
 
 /// Why a secret or code could not be read.
 #[derive(Debug, Error)]
@@ -35,6 +38,9 @@ pub enum PromptError {
     /// A new passphrase that is too short.
     #[error("the keystore passphrase must be at least {MIN_PASSPHRASE_CHARS} characters")]
     TooShort,
+    /// A new account password that is too short.
+    #[error("the account password must be at least {MIN_PASSWORD_CHARS} characters")]
+    PasswordTooShort,
     /// A TOTP code that is not digits.
     #[error("the code must be the 6 digits your authenticator app shows now (for example 123456)")]
     BadTotp,
@@ -118,7 +124,43 @@ pub fn secret(kind: SecretKind, new: bool) -> Result<Secret, PromptError> {
     {
         return Err(PromptError::TooShort);
     }
+    if new
+        && kind == SecretKind::AccountPassword
+        && value.expose().chars().count() < MIN_PASSWORD_CHARS
+    {
+        return Err(PromptError::PasswordTooShort);
+    }
     Ok(value)
+}
+
+/// Whether a secret of `kind` would be typed at the terminal (rather than
+/// taken from the environment or a pipe).
+pub fn is_interactive(kind: SecretKind) -> bool {
+    std::env::var(kind.env_var()).map_or(true, |v| v.is_empty()) && io::stdin().is_terminal()
+}
+
+/// Asks a yes/no `question` (default no): on the terminal when standard
+/// input is one, else as one line of standard input, so a script answers
+/// `y` or `n` in the order documented in `commands`. No answer at all (end
+/// of input) is no.
+pub fn confirm(question: &str) -> Result<bool, PromptError> {
+    if io::stdin().is_terminal() {
+        eprint!("{question} [y/N] ");
+        // A prompt that does not appear only delays the user; ignore failure.
+        let _ = io::stderr().flush();
+    }
+    let mut line = String::new();
+    io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|source| PromptError::Io {
+            what: "answer",
+            source,
+        })?;
+    Ok(matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 /// The TOTP code: `given` (from `--totp`), else asked on the terminal, else

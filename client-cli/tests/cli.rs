@@ -15,6 +15,7 @@ fn wardline(home: &std::path::Path, args: &[&str]) -> std::io::Result<Output> {
         .env_remove("WARDLINE_SERVER")
         .env_remove("WARDLINE_PIN")
         .env_remove("WARDLINE_CA")
+        .env_remove("WARDLINE_IDLE_TIMEOUT")
         .env("WARDLINE_HOME", home)
         .env("WARDLINE_KDF_FAST", "1")
         .stdin(Stdio::null())
@@ -27,7 +28,26 @@ fn help_lists_every_command() -> TestResult {
     let out = wardline(dir.path(), &["--help"])?;
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout)?;
-    for command in ["enrol", "login", "send", "inbox", "admin"] {
+    for command in [
+        "enrol",
+        "login",
+        "logout",
+        "whoami",
+        "devices",
+        "inbox",
+        "conversations",
+        "conversation",
+        "send",
+        "read",
+        "history",
+        "chat",
+        "verify",
+        "unlock",
+        "lock",
+        "wipe",
+        "admin",
+        "completions",
+    ] {
         assert!(help.contains(command), "--help lacks {command}:\n{help}");
     }
     assert!(help.contains("wardline enrol --server wss://"), "{help}");
@@ -198,5 +218,72 @@ fn enrol_reports_an_unreachable_server_without_echoing_secrets() -> TestResult {
         !dir.path().join("keystore.json").exists(),
         "no keystore without a registered device"
     );
+    Ok(())
+}
+
+#[test]
+fn every_command_s_help_shows_examples() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for command in [
+        &["enrol"][..],
+        &["login"],
+        &["inbox"],
+        &["conversations"],
+        &["conversation", "create"],
+        &["conversation", "add"],
+        &["send"],
+        &["read"],
+        &["history"],
+        &["chat"],
+        &["verify"],
+        &["unlock"],
+        &["lock"],
+        &["wipe"],
+        &["devices"],
+        &["admin"],
+        &["admin", "wipe"],
+        &["admin", "user", "add"],
+    ] {
+        let out = wardline(dir.path(), &[command, &["--help"]].concat())?;
+        assert!(out.status.success(), "{command:?}");
+        let help = String::from_utf8(out.stdout)?;
+        assert!(help.contains("Examples:"), "{command:?} --help:\n{help}");
+        assert!(help.contains("wardline "), "{command:?} --help:\n{help}");
+    }
+    Ok(())
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = wardline(dir.path(), &["completions", shell])?;
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout)?;
+        for word in ["wardline", "conversations", "verify"] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+    }
+    let out = wardline(dir.path(), &["completions", "tcsh"])?;
+    assert!(!out.status.success());
+    Ok(())
+}
+
+#[test]
+fn a_bad_idle_timeout_is_refused_with_an_example() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = wardline(dir.path(), &["--idle-timeout", "soon", "lock"])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("90s, 5m or 1h"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn lock_without_an_unlocked_keystore_says_so() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = wardline(dir.path(), &["lock"])?;
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout)?.trim(), "Already locked.");
     Ok(())
 }

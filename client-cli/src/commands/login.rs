@@ -66,7 +66,7 @@ fn same_server(a: &str, b: &str) -> bool {
 pub async fn run(ctx: &Context, args: LoginArgs) -> Result<(), Error> {
     let trust = args.trust.load()?;
     let device = if Keystore::exists(&ctx.home) {
-        let keystore = open_keystore(&ctx.home)?;
+        let keystore = open_keystore(ctx)?;
         if keystore.state().username != args.username {
             return Err(Error::Usage(format!(
                 "this home ({}) holds the keystore of {}, not {}; use --home to keep each user's keystore apart",

@@ -77,3 +77,44 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
+
+/// Overwrites `path` in place with random bytes of the same length, syncs,
+/// removes it, removes temporary files a crashed save may have left beside
+/// it, and syncs the directory. A missing file is not an error.
+pub(super) fn shred(path: &Path) -> io::Result<()> {
+    match fs::OpenOptions::new().write(true).open(path) {
+        Ok(mut f) => {
+            let len = f.metadata()?.len();
+            let mut remaining = usize::try_from(len).unwrap_or(usize::MAX);
+            let mut noise = [0u8; 4096];
+            while remaining > 0 {
+                let n = remaining.min(noise.len());
+                rng::fill(&mut noise[..n]);
+                f.write_all(&noise[..n])?;
+                remaining -= n;
+            }
+            f.sync_all()?;
+            drop(f);
+            fs::remove_file(path)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(super::FILE_NAME);
+    let prefix = format!(".{name}.");
+    for entry in fs::read_dir(dir)?.flatten() {
+        let leftover = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".tmp"));
+        if leftover {
+            // Sealed data only, but the wipe leaves nothing of the keystore.
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    sync_dir(dir)
+}

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use wardline_protocol::wire::DeviceInfo;
+use wardline_protocol::wire::ConversationInfo;
 use wardline_protocol::{
-    Body, ConversationId, DeviceId, DevicePublicKeys, DeviceSecrets, MessageId, Priority, Secret,
-    Timestamp, UserId, Username, b64,
+    Body, ConversationId, DeviceId, DeviceSecrets, MessageId, Priority, Region, Secret, Timestamp,
+    UserId, Username, b64,
 };
 use zeroize::Zeroizing;
 
+use super::contacts::{Contact, DeviceTrust};
 use crate::tls::Trust;
 
 /// Everything the keystore protects.
@@ -42,15 +43,24 @@ pub struct State {
     /// Messages sent and received by this device, decrypted.
     #[serde(default)]
     pub messages: Vec<StoredMessage>,
+    /// The user's conversations as last listed, with this device's cursors.
+    #[serde(default)]
+    pub conversations: BTreeMap<ConversationId, ConversationState>,
 }
 
-/// What this device knows about another user.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Contact {
-    /// Username, once learnt from a lookup.
-    pub username: Option<Username>,
-    /// Device keys as first seen.
-    pub devices: BTreeMap<DeviceId, DevicePublicKeys>,
+/// A conversation as this device last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationState {
+    /// Title.
+    pub title: String,
+    /// Members, the user included.
+    pub members: Vec<UserId>,
+    /// Where its messages are stored.
+    pub residency: Region,
+    /// Sequence number of the newest message the server holds.
+    pub last_seq: u64,
+    /// The user has read everything up to here (on any of their devices).
+    pub read_seq: u64,
 }
 
 /// A message in the local cache.
@@ -95,15 +105,6 @@ pub struct Registration {
     pub expires_at: Timestamp,
 }
 
-/// A device whose published keys differ from the ones pinned for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyChange {
-    /// Owner.
-    pub user_id: UserId,
-    /// Device.
-    pub device_id: DeviceId,
-}
-
 impl State {
     /// The state of a freshly registered device.
     pub fn new(registration: Registration, secrets: &DeviceSecrets) -> Self {
@@ -119,9 +120,21 @@ impl State {
         } = registration;
         let mut own = Contact {
             username: Some(username.clone()),
-            devices: BTreeMap::new(),
+            ..Contact::default()
         };
         own.devices.insert(device_id.clone(), secrets.public());
+        if let Some(now) = crate::clock::now() {
+            own.first_seen = Some(now.clone());
+            own.trust.insert(
+                device_id.clone(),
+                DeviceTrust {
+                    first_seen: now,
+                    baseline: true,
+                    verified: true,
+                    replaced_by: None,
+                },
+            );
+        }
         Self {
             server,
             trust,
@@ -137,6 +150,7 @@ impl State {
             token,
             expires_at,
             messages: Vec::new(),
+            conversations: BTreeMap::new(),
         }
     }
 
@@ -145,71 +159,73 @@ impl State {
         DeviceSecrets::from_bytes(&self.device_keys.kem_sk.0, &self.device_keys.sig_sk.0)
     }
 
-    /// Pins the keys of devices not seen before. A known device whose keys
-    /// or owner changed is not updated but reported: device ids are never
-    /// reused, so new keys or a new owner under an old id mean someone is
-    /// substituting keys.
-    pub fn remember_devices(&mut self, devices: &[DeviceInfo]) -> Vec<KeyChange> {
-        let mut changed = Vec::new();
-        for d in devices {
-            let keys = DevicePublicKeys {
-                kem_pk: d.kem_pk,
-                sig_pk: d.sig_pk,
-            };
-            let owned_by_other = self
-                .contacts
-                .iter()
-                .any(|(user, c)| *user != d.user_id && c.devices.contains_key(&d.device_id));
-            if owned_by_other {
-                changed.push(KeyChange {
-                    user_id: d.user_id.clone(),
-                    device_id: d.device_id.clone(),
-                });
-                continue;
-            }
-            let contact = self.contacts.entry(d.user_id.clone()).or_default();
-            match contact.devices.get(&d.device_id) {
-                Some(pinned) if *pinned != keys => changed.push(KeyChange {
-                    user_id: d.user_id.clone(),
-                    device_id: d.device_id.clone(),
-                }),
-                Some(_) => {}
-                None => {
-                    contact.devices.insert(d.device_id.clone(), keys);
-                }
-            }
-        }
-        changed
-    }
-
-    /// The pinned keys of `device`, if it is known to belong to `user`.
-    pub fn device_keys(&self, user: &UserId, device: &DeviceId) -> Option<&DevicePublicKeys> {
-        self.contacts.get(user)?.devices.get(device)
-    }
-
-    /// Records a username learnt from the directory.
-    pub fn remember_username(&mut self, user: &UserId, username: &Username) {
-        self.contacts.entry(user.clone()).or_default().username = Some(username.clone());
-    }
-
-    /// The username of `user`, when known.
-    pub fn username_of(&self, user: &UserId) -> Option<&Username> {
-        if *user == self.user_id {
-            return Some(&self.username);
-        }
-        self.contacts.get(user)?.username.as_ref()
-    }
-
-    /// Adds a message to the cache unless its `(conv_id, seq)` is there already.
+    /// Adds a message to the cache unless its `(conv_id, seq)` is there
+    /// already; returns whether it was new.
     pub fn store_message(&mut self, message: StoredMessage) -> bool {
         let known = self
             .messages
             .iter()
             .any(|m| m.conv_id == message.conv_id && m.seq == message.seq);
         if !known {
+            if let Some(c) = self.conversations.get_mut(&message.conv_id) {
+                c.last_seq = c.last_seq.max(message.seq);
+            }
             self.messages.push(message);
         }
         !known
+    }
+
+    /// Replaces the conversation list with the server's, keeping the read
+    /// cursors of conversations still listed. Cached messages of
+    /// conversations the user has left stay: they are the user's record.
+    pub fn update_conversations(&mut self, listed: &[ConversationInfo]) {
+        let mut next = BTreeMap::new();
+        for c in listed {
+            let read_seq = self
+                .conversations
+                .get(&c.conv_id)
+                .map_or(0, |old| old.read_seq)
+                .min(c.last_seq);
+            next.insert(
+                c.conv_id.clone(),
+                ConversationState {
+                    title: c.title.clone(),
+                    members: c.members.clone(),
+                    residency: c.residency,
+                    last_seq: c.last_seq,
+                    read_seq,
+                },
+            );
+        }
+        self.conversations = next;
+    }
+
+    /// Cached messages of `conv`, oldest first.
+    pub fn messages_in(&self, conv: &ConversationId) -> Vec<&StoredMessage> {
+        let mut out: Vec<&StoredMessage> = self
+            .messages
+            .iter()
+            .filter(|m| m.conv_id == *conv)
+            .collect();
+        out.sort_by_key(|m| m.seq);
+        out
+    }
+
+    /// Cached messages of `conv` from others that the user has not read,
+    /// oldest first.
+    pub fn unread_in(&self, conv: &ConversationId) -> Vec<&StoredMessage> {
+        let read = self.conversations.get(conv).map_or(0, |c| c.read_seq);
+        self.messages_in(conv)
+            .into_iter()
+            .filter(|m| m.seq > read && m.sender_user != self.user_id)
+            .collect()
+    }
+
+    /// Moves the user's read cursor in `conv` forward to `seq`.
+    pub fn mark_read(&mut self, conv: &ConversationId, seq: u64) {
+        if let Some(c) = self.conversations.get_mut(conv) {
+            c.read_seq = c.read_seq.max(seq);
+        }
     }
 }
 

@@ -277,3 +277,178 @@ fn state_saved_before_tls_still_reads_as_plain_ws() -> TestResult {
     assert!(state.trust.is_none());
     Ok(())
 }
+
+fn device_of(user: &UserId, id: &str, k: u8) -> DeviceInfo {
+    DeviceInfo {
+        user_id: user.clone(),
+        device_id: DeviceId::parse(id).expect("valid"),
+        kem_pk: KemPublicKey::from_bytes([k; 32]),
+        sig_pk: SigPublicKey::from_bytes([k; 32]),
+    }
+}
+
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse(text).expect("valid")
+}
+
+#[test]
+fn devices_seen_after_first_sight_are_flagged_until_verified() -> TestResult {
+    let mut state = State::new(
+        registration(),
+        &DeviceSecrets::from_bytes(&[1; 32], &[2; 32]),
+    );
+    let bob = UserId::parse("u-bob")?;
+    let phone = device_of(&bob, "d-bob-phone", 5);
+    let laptop = device_of(&bob, "d-bob-laptop", 6);
+
+    state.remember_devices_at(
+        std::slice::from_ref(&phone),
+        &at("2026-11-20T08:00:00.000Z"),
+    );
+    assert!(
+        state.flags(std::slice::from_ref(&phone)).is_empty(),
+        "the baseline is not flagged"
+    );
+    assert_eq!(
+        state.standing(&bob, &phone.device_id),
+        Some(DeviceStanding::Unverified)
+    );
+
+    state.remember_devices_at(
+        &[phone.clone(), laptop.clone()],
+        &at("2026-11-23T08:00:00.000Z"),
+    );
+    let flags = state.flags(&[phone.clone(), laptop.clone()]);
+    assert_eq!(flags.len(), 1);
+    assert_eq!(flags[0].device_id, laptop.device_id);
+    assert_eq!(flags[0].first_seen, Some(at("2026-11-23T08:00:00.000Z")));
+    // Still flagged the next time: nothing but verification clears it.
+    assert_eq!(state.flags(std::slice::from_ref(&laptop)).len(), 1);
+
+    let confirmed = state.confirm_verified(
+        &bob,
+        &[phone.clone(), laptop.clone()],
+        &at("2026-11-23T09:00:00.000Z"),
+    );
+    assert_eq!(confirmed, 2);
+    assert!(state.flags(&[phone.clone(), laptop.clone()]).is_empty());
+    assert_eq!(
+        state.standing(&bob, &laptop.device_id),
+        Some(DeviceStanding::Verified)
+    );
+    Ok(())
+}
+
+#[test]
+fn replaced_keys_are_refused_until_verified_then_pinned() -> TestResult {
+    let mut state = State::new(
+        registration(),
+        &DeviceSecrets::from_bytes(&[1; 32], &[2; 32]),
+    );
+    let bob = UserId::parse("u-bob")?;
+    let now = at("2026-11-23T08:00:00.000Z");
+    state.remember_devices_at(&[device_of(&bob, "d-bob-1", 5)], &now);
+    let substituted = device_of(&bob, "d-bob-1", 9);
+    assert_eq!(
+        state
+            .remember_devices_at(std::slice::from_ref(&substituted), &now)
+            .len(),
+        1
+    );
+    assert_eq!(
+        state.standing(&bob, &substituted.device_id),
+        Some(DeviceStanding::KeysChanged)
+    );
+    // Sealing still uses the first-seen keys until the user verifies.
+    let pinned = state
+        .device_keys(&bob, &substituted.device_id)
+        .ok_or("pinned")?;
+    assert_eq!(pinned.kem_pk, KemPublicKey::from_bytes([5; 32]));
+
+    state.confirm_verified(&bob, std::slice::from_ref(&substituted), &now);
+    let pinned = state
+        .device_keys(&bob, &substituted.device_id)
+        .ok_or("pinned")?;
+    assert_eq!(pinned.kem_pk, KemPublicKey::from_bytes([9; 32]));
+    assert!(state.remember_devices_at(&[substituted], &now).is_empty());
+    Ok(())
+}
+
+#[test]
+fn unread_counts_come_from_the_cache_and_the_read_position() -> TestResult {
+    use wardline_protocol::Region;
+    use wardline_protocol::wire::ConversationInfo;
+
+    let mut state = State::new(
+        registration(),
+        &DeviceSecrets::from_bytes(&[1; 32], &[2; 32]),
+    );
+    let conv = ConversationId::parse("c-ward-10")?;
+    let bob = UserId::parse("u-bob")?;
+    let me = state.user_id.clone();
+    state.update_conversations(&[ConversationInfo {
+        conv_id: conv.clone(),
+        title: "Ward 10".into(),
+        members: vec![me.clone(), bob.clone()],
+        residency: Region::GB,
+        last_seq: 0,
+    }]);
+    let message = |seq: u64, from: &UserId| StoredMessage {
+        conv_id: conv.clone(),
+        seq,
+        msg_id: MessageId::generate_v7(1_700_000_000_000 + seq, [seq as u8; 10]),
+        sender_user: from.clone(),
+        sender_device: DeviceId::parse("d-x").expect("valid"),
+        sent_at: at("2026-11-23T08:00:00.000Z"),
+        priority: Priority::Routine,
+        body: Body {
+            text: format!("m{seq}"),
+            kind: BodyKind::Message,
+            patient: None,
+            reply_to: None,
+        },
+    };
+    assert!(state.store_message(message(1, &bob)));
+    assert!(state.store_message(message(2, &me)));
+    assert!(state.store_message(message(3, &bob)));
+    assert!(
+        !state.store_message(message(3, &bob)),
+        "a repeat is recognised"
+    );
+    let unread: Vec<u64> = state.unread_in(&conv).iter().map(|m| m.seq).collect();
+    assert_eq!(unread, [1, 3], "own messages are never unread");
+    state.mark_read(&conv, 1);
+    assert_eq!(state.unread_in(&conv).len(), 1);
+    assert_eq!(state.conversations[&conv].last_seq, 3);
+    Ok(())
+}
+
+#[test]
+fn destroying_the_keystore_leaves_no_file_behind() -> TestResult {
+    let (_dir, home, _secrets) = fixture()?;
+    std::fs::write(home.join(".keystore.json.abc123.tmp"), b"sealed leftovers")?;
+    let keystore = Keystore::open(&home, &Secret::new("correct horse"))?;
+    keystore.destroy()?;
+    let left: Vec<_> = std::fs::read_dir(&home)?.collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(matches!(
+        Keystore::open(&home, &Secret::new("correct horse")),
+        Err(KeystoreError::NotFound(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn the_agents_data_key_opens_only_its_own_keystore() -> TestResult {
+    let (_dir, home, secrets) = fixture()?;
+    let keystore = Keystore::open(&home, &Secret::new("correct horse"))?;
+    let key = keystore.data_key().clone();
+    let reopened = Keystore::open_with_data_key(&home, key)?;
+    assert_eq!(reopened.state().device_id, keystore.state().device_id);
+
+    let (_other_dir, other_home, _) = fixture()?;
+    let wrong = Keystore::open_with_data_key(&other_home, keystore.data_key().clone());
+    assert!(matches!(wrong, Err(KeystoreError::WrongPassphrase(_))));
+    drop(secrets);
+    Ok(())
+}

@@ -1,152 +1,59 @@
-//! What commands print: sentences for people, or with `--json` exactly one
-//! JSON object per line on standard output, each with an `event` field.
+//! What commands print: sentences, message lines and aligned tables for
+//! people, or with `--json` exactly one JSON object per line on standard
+//! output, each with an `event` field.
 //!
 //! Commands describe what happened as [`Event`]s; this module alone decides
-//! how each looks. Text that other people wrote (messages, titles) is
-//! cleaned of control characters before it reaches a terminal, so a message
-//! cannot rewrite the screen or disguise itself.
+//! how each looks. Colour is used only when standard output is a terminal
+//! and `NO_COLOR` is not set. Text that other people wrote (messages,
+//! titles, names) is cleaned of control characters before it reaches a
+//! terminal, so a message cannot rewrite the screen or disguise itself.
+
+mod events;
+pub mod human;
+pub mod time;
 
 use std::io::{self, IsTerminal as _, Write as _};
-use std::path::PathBuf;
 
-use serde::Serialize;
-use wardline_protocol::{
-    BodyKind, ConversationId, DeviceId, MessageId, Priority, Secret, Timestamp, UserId, Username,
-};
+pub use events::{ConversationRow, DeviceRow, Event, MessageView, SafetyRow, WhoamiView};
+use human::{Stream, Style};
+use time::Now;
 
-use crate::nhs::NhsNumber;
-
-/// Something a command reports.
-#[derive(Debug, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// Enrolment: the TOTP secret to add to an authenticator app.
-    Totp {
-        /// The account.
-        user_id: UserId,
-        /// Its username.
-        username: Username,
-        /// Base32 secret; printed on purpose, once.
-        totp_secret: Secret,
-        /// `otpauth://` URI holding the same secret.
-        totp_uri: Secret,
-    },
-    /// Enrolment finished; the keystore exists.
-    Enrolled {
-        /// The account.
-        user_id: UserId,
-        /// The new device.
-        device_id: DeviceId,
-        /// For people only.
-        #[serde(skip)]
-        username: Username,
-        /// For people only.
-        #[serde(skip)]
-        keystore: PathBuf,
-    },
-    /// A new session; the token is saved.
-    LoggedIn {
-        /// The account.
-        user_id: UserId,
-        /// The device the session is for.
-        device_id: DeviceId,
-        /// Whether this login registered the device.
-        new_device: bool,
-        /// For people only.
-        #[serde(skip)]
-        username: Username,
-    },
-    /// A message is stored on the server.
-    Sent {
-        /// Conversation.
-        conv_id: ConversationId,
-        /// The message.
-        msg_id: MessageId,
-        /// Its sequence number.
-        seq: u64,
-    },
-    /// A message received and opened.
-    Message(MessageView),
-    /// A message that could not be opened.
-    Undecryptable {
-        /// Conversation, if known.
-        conv_id: Option<ConversationId>,
-        /// Sequence number, if known.
-        seq: Option<u64>,
-        /// Message id, if known.
-        msg_id: Option<MessageId>,
-        /// Claimed sender, if known.
-        sender_user: Option<UserId>,
-        /// Why.
-        reason: String,
-    },
-    /// An admin created an account.
-    UserCreated {
-        /// The account.
-        user_id: UserId,
-        /// Its username.
-        username: Username,
-        /// One-time enrolment code to hand to the user.
-        enrol_code: Secret,
-        /// When the code stops working.
-        expires_at: Timestamp,
-    },
-    /// The command failed (JSON mode only; people read standard error).
-    Error {
-        /// A stable code: a server error code or one of this client's.
-        code: String,
-        /// What happened and what to do.
-        message: String,
-    },
-}
-
-/// A received message as shown to the user.
-#[derive(Debug, Clone, Serialize)]
-pub struct MessageView {
-    /// Conversation.
-    pub conv_id: ConversationId,
-    /// Its title, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub conv_title: Option<String>,
-    /// Sequence number.
-    pub seq: u64,
-    /// Message id.
-    pub msg_id: MessageId,
-    /// Sender.
-    pub sender_user: UserId,
-    /// Sender's username, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sender_username: Option<Username>,
-    /// When sent.
-    pub sent_at: Timestamp,
-    /// Routine or urgent.
-    pub priority: Priority,
-    /// Message or clinical note.
-    pub kind: BodyKind,
-    /// The text.
-    pub text: String,
-    /// The patient's NHS number, if any.
-    pub patient: Option<String>,
-    /// The message this answers, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply_to: Option<MessageId>,
-}
-
-/// Where events go.
+/// Where events go, and how they look.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     json: bool,
+    style: Style,
+    offset: ::time::UtcOffset,
 }
 
 impl Output {
-    /// Human output, or JSON lines when `json`.
+    /// Human output, or JSON lines when `json`. Reads the local time zone,
+    /// so call it before any thread starts.
     pub fn new(json: bool) -> Self {
-        Self { json }
+        let color = !json
+            && io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::env::var("TERM").map_or(true, |t| t != "dumb");
+        Self {
+            json,
+            style: Style { color },
+            offset: time::local_offset(),
+        }
     }
 
     /// Whether output is JSON lines.
     pub fn is_json(&self) -> bool {
         self.json
+    }
+
+    /// The styling in use (none unless on a terminal).
+    pub fn style(&self) -> Style {
+        self.style
+    }
+
+    /// The time to render relative times against, in the local zone.
+    pub fn now(&self) -> Now {
+        Now::system(self.offset)
     }
 
     /// Prints `event` and flushes, so a script reading the output sees it
@@ -158,24 +65,76 @@ impl Output {
             out.write_all(b"\n")?;
             return out.flush();
         }
-        let (mut text, to_stderr) = human(event);
-        if let Event::Totp { totp_uri, .. } = event {
-            // A code to scan is easier than typing 32 characters, but only
-            // useful on a screen.
-            if io::stdout().is_terminal()
-                && let Some(qr) = qr_code(totp_uri.expose())
-            {
-                text = format!("{qr}\n{text}");
-            }
+        let (mut text, stream) = human::render(event, self.style, &self.now());
+        if text.is_empty() {
+            return Ok(());
         }
-        if to_stderr {
-            let mut err = io::stderr().lock();
-            writeln!(err, "{text}")?;
-            err.flush()
-        } else {
-            let mut out = io::stdout().lock();
-            writeln!(out, "{text}")?;
-            out.flush()
+        if let Event::Totp { totp_uri, .. } = event
+            && let Some(qr) = qr_code(totp_uri.expose())
+        {
+            // Scanning is easier than typing 32 characters. Printed in
+            // human output even when piped: whoever reads it is a person.
+            text = format!("{qr}\n{text}");
+        }
+        self.print(&text, stream)
+    }
+
+    /// Prints a list: with `--json` one event per line; for people, rows of
+    /// one kind (conversations, devices) as one aligned table, safety
+    /// numbers as blocks, anything else line by line.
+    pub fn emit_all(&self, events: &[Event]) -> io::Result<()> {
+        if self.json || events.is_empty() {
+            return events.iter().try_for_each(|e| self.emit(e));
+        }
+        let now = self.now();
+        let conversations: Vec<&ConversationRow> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Conversation(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if conversations.len() == events.len() {
+            return self.print(
+                &human::conversation_table(&conversations, self.style, &now),
+                Stream::Stdout,
+            );
+        }
+        let devices: Vec<&DeviceRow> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Device(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        if devices.len() == events.len() {
+            return self.print(
+                &human::device_table(&devices, self.style, &now),
+                Stream::Stdout,
+            );
+        }
+        if matches!(events.first(), Some(Event::SafetyNumber(_))) {
+            let blocks: Vec<String> = events
+                .iter()
+                .map(|e| human::render(e, self.style, &now).0)
+                .collect();
+            return self.print(&blocks.join("\n\n"), Stream::Stdout);
+        }
+        events.iter().try_for_each(|e| self.emit(e))
+    }
+
+    fn print(&self, text: &str, stream: Stream) -> io::Result<()> {
+        match stream {
+            Stream::Stderr => {
+                let mut err = io::stderr().lock();
+                writeln!(err, "{text}")?;
+                err.flush()
+            }
+            Stream::Stdout => {
+                let mut out = io::stdout().lock();
+                writeln!(out, "{text}")?;
+                out.flush()
+            }
         }
     }
 
@@ -184,83 +143,15 @@ impl Output {
     pub fn note(&self, text: &str) {
         eprintln!("{text}");
     }
-}
 
-/// The human form of `event`, and whether it belongs on standard error.
-fn human(event: &Event) -> (String, bool) {
-    match event {
-        Event::Totp {
-            username,
-            totp_secret,
-            totp_uri,
-            ..
-        } => (
-            format!(
-                "Add your Wardline account to your authenticator app now (enter the secret, or open the link):\n  account: {username}\n  secret:  {}\n  link:    {}\nThe app will then show a 6-digit code.",
-                totp_secret.expose(),
-                totp_uri.expose()
-            ),
-            false,
-        ),
-        Event::Enrolled {
-            username,
-            device_id,
-            keystore,
-            ..
-        } => (
-            format!(
-                "Enrolled {username}. This device is registered as {device_id}; its keys are sealed in {}.",
-                keystore.display()
-            ),
-            false,
-        ),
-        Event::LoggedIn {
-            username,
-            device_id,
-            new_device,
-            ..
-        } => (
-            if *new_device {
-                format!(
-                    "Logged in as {username}; this computer is registered as new device {device_id}."
-                )
-            } else {
-                format!("Logged in as {username} on device {device_id}.")
-            },
-            false,
-        ),
-        Event::Sent { conv_id, seq, .. } => (
-            format!("Sent (conversation {conv_id}, message #{seq})."),
-            false,
-        ),
-        Event::Message(m) => (message_line(m), false),
-        Event::Undecryptable {
-            conv_id,
-            seq,
-            reason,
-            ..
-        } => (
-            format!(
-                "wardline: a message in conversation {} (#{}) could not be opened: {reason}",
-                conv_id.as_ref().map_or("?".to_owned(), |c| c.to_string()),
-                seq.map_or("?".to_owned(), |s| s.to_string()),
-            ),
-            true,
-        ),
-        Event::UserCreated {
-            username,
-            user_id,
-            enrol_code,
-            expires_at,
-        } => (
-            format!(
-                "Created user {username} ({user_id}).\nGive {username} this one-time enrolment code in person or by another secure route; it works until {}:\n\n    {}\n\n{username} then runs: wardline enrol --code <code>",
-                short_time(expires_at),
-                enrol_code.expose()
-            ),
-            false,
-        ),
-        Event::Error { message, .. } => (format!("wardline: {message}"), true),
+    /// A warning: with `--json` a `warning` event on standard output (so a
+    /// script sees it in order with the rest) and the sentence on standard
+    /// error; for people, the sentence on standard error.
+    pub fn warn(&self, code: &'static str, message: String) -> io::Result<()> {
+        if self.json {
+            self.note(&format!("wardline: warning: {message}"));
+        }
+        self.emit(&Event::Warning { code, message })
     }
 }
 
@@ -278,38 +169,9 @@ fn qr_code(text: &str) -> Option<String> {
     )
 }
 
-/// `[URGENT] 2026-11-23 07:31 alice → Ward 10: text (patient 943 476 5919)`
-fn message_line(m: &MessageView) -> String {
-    let mut line = String::new();
-    if m.priority == Priority::Urgent {
-        line.push_str("[URGENT] ");
-    }
-    if m.kind == BodyKind::ClinicalNote {
-        line.push_str("[CLINICAL NOTE] ");
-    }
-    let sender = m
-        .sender_username
-        .as_ref()
-        .map_or_else(|| m.sender_user.to_string(), |u| u.to_string());
-    let conv = m
-        .conv_title
-        .as_deref()
-        .map_or_else(|| m.conv_id.to_string(), clean);
-    line.push_str(&format!(
-        "{} {sender} → {conv}: {}",
-        short_time(&m.sent_at),
-        clean(&m.text).replace('\n', "\n    ")
-    ));
-    if let Some(p) = &m.patient {
-        line.push_str(&format!(" (patient {})", NhsNumber::grouped(&clean(p))));
-    }
-    line
-}
-
-/// `2026-11-23 07:31` from the wire form (UTC).
-fn short_time(t: &Timestamp) -> String {
-    let s = t.as_str();
-    format!("{} {}", &s[..10], &s[11..16])
+/// `5 min` for a number of seconds.
+pub(crate) fn describe_secs(secs: u64) -> String {
+    crate::agent::describe_duration(std::time::Duration::from_secs(secs))
 }
 
 /// Replaces characters that could drive or mislead a terminal: control
@@ -330,6 +192,13 @@ pub fn clean(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use wardline_protocol::{
+        BodyKind, ConversationId, DeviceId, MessageId, Priority, Timestamp, UserId, Username,
+    };
+
+    use super::human::{Style, message_line, table};
     use super::*;
 
     fn view() -> MessageView {
@@ -349,12 +218,60 @@ mod tests {
         }
     }
 
+    /// A fortnight after the message, in UTC: old enough for a full date.
+    fn later() -> Now {
+        Now {
+            unix_ms: Timestamp::parse("2026-12-07T07:31:54.123Z")
+                .expect("valid")
+                .unix_millis(),
+            offset: ::time::UtcOffset::UTC,
+        }
+    }
+
+    const PLAIN: Style = Style { color: false };
+
     #[test]
     fn human_message_line_matches_the_house_format() {
         assert_eq!(
-            message_line(&view()),
+            message_line(&view(), PLAIN, &later()),
             "[URGENT] 2026-11-23 07:31 alice → Ward 10: Bed 4 needs review (patient 943 476 5919)"
         );
+    }
+
+    #[test]
+    fn todays_messages_show_only_the_clock_time() {
+        let same_day = Now {
+            unix_ms: view().sent_at.unix_millis() + 3_600_000,
+            ..later()
+        };
+        assert!(
+            message_line(&view(), PLAIN, &same_day).starts_with("[URGENT] 07:31 alice"),
+            "{}",
+            message_line(&view(), PLAIN, &same_day)
+        );
+    }
+
+    #[test]
+    fn colour_marks_urgent_messages_only_when_asked() {
+        let coloured = message_line(&view(), Style { color: true }, &later());
+        assert!(coloured.contains("\x1b[1;31m[URGENT]"), "{coloured}");
+        assert!(!message_line(&view(), PLAIN, &later()).contains('\x1b'));
+    }
+
+    #[test]
+    fn tables_align_columns_by_visible_width() {
+        let t = table(
+            &["A", "LONGER"],
+            &[
+                vec!["x".into(), "1".into()],
+                vec![Style { color: true }.bold("wide"), "2".into()],
+            ],
+            PLAIN,
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "A     LONGER");
+        assert_eq!(lines[1], "x     1");
+        assert!(lines[2].ends_with("wide\x1b[0m  2"), "{t}");
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! the tests drive the client with blocking `std::process` calls, which
 //! would starve a runtime shared with them.
 
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod pty;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -34,10 +40,17 @@ pub struct TestServer {
     clock: Clock,
     session_ttl: Duration,
     data_dir: PathBuf,
-    stop: watch::Sender<bool>,
-    stopped: mpsc::Receiver<()>,
+    addr: std::net::SocketAddr,
+    tls: Tls,
+    serving: Option<Serving>,
     // Dropped last (fields drop in order), once the server has let go of it.
     _dir: tempfile::TempDir,
+}
+
+/// The stop switch of a server that is running.
+struct Serving {
+    stop: watch::Sender<bool>,
+    stopped: mpsc::Receiver<()>,
 }
 
 impl TestServer {
@@ -53,27 +66,47 @@ impl TestServer {
 
     fn start_with(tls: Tls) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
+        let clock = Clock::system();
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let addr = probe.local_addr().expect("bound address");
+        drop(probe);
+        let mut server = Self {
+            url: String::new(),
+            admin_code: String::new(),
+            fingerprint: None,
+            clock,
+            session_ttl: Duration::ZERO,
+            data_dir: dir.path().to_path_buf(),
+            addr,
+            tls,
+            serving: None,
+            _dir: dir,
+        };
+        server.launch();
+        server.admin_code = std::fs::read_to_string(server.data_dir.join("bootstrap-admin.code"))
+            .expect("bootstrap code file")
+            .trim()
+            .to_owned();
+        server
+    }
+
+    /// Opens the store in the data directory and serves on the same port.
+    fn launch(&mut self) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("server runtime");
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("bound address");
-        let mut config = Config::new(addr, dir.path().to_path_buf());
-        config.tls = tls;
-        let session_ttl = Duration::from_millis(
+            .block_on(tokio::net::TcpListener::bind(self.addr))
+            .expect("bind the loopback port");
+        let mut config = Config::new(self.addr, self.data_dir.clone());
+        config.tls = self.tls.clone();
+        self.session_ttl = Duration::from_millis(
             u64::try_from(config.session_ttl_ms).expect("a positive session lifetime"),
         );
-        let clock = Clock::system();
-        let server = Server::open(config, None, clock.clone()).expect("server opens");
-        let fingerprint = server.tls.as_ref().map(|t| t.fingerprint.clone());
-        let admin_code = std::fs::read_to_string(dir.path().join("bootstrap-admin.code"))
-            .expect("bootstrap code file")
-            .trim()
-            .to_owned();
+        let server = Server::open(config, None, self.clock.clone()).expect("server opens");
+        self.fingerprint = server.tls.as_ref().map(|t| t.fingerprint.clone());
         let (stop, stop_rx) = watch::channel(false);
         let (done, stopped) = mpsc::channel();
         std::thread::Builder::new()
@@ -85,18 +118,31 @@ impl TestServer {
                 let _ = done.send(());
             })
             .expect("server thread");
-        let scheme = if fingerprint.is_some() { "wss" } else { "ws" };
-        Self {
-            url: format!("{scheme}://{addr}/v1"),
-            admin_code,
-            fingerprint,
-            clock,
-            session_ttl,
-            data_dir: dir.path().to_path_buf(),
-            stop,
-            stopped,
-            _dir: dir,
+        let scheme = if self.fingerprint.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        self.url = format!("{scheme}://{}/v1", self.addr);
+        self.serving = Some(Serving { stop, stopped });
+    }
+
+    /// Stops the server: every connection is cut, as in a crash or a
+    /// restart. Returns once it has stopped.
+    pub fn stop(&mut self) {
+        if let Some(r) = self.serving.take() {
+            let _ = r.stop.send(true);
+            // Bounded: a server that fails to stop must not hang the test run.
+            r.stopped
+                .recv_timeout(WAIT)
+                .expect("the server stops within the wait");
         }
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
     }
 
     /// The development certificate (PEM), with TLS.
@@ -105,11 +151,8 @@ impl TestServer {
     }
 
     /// The port the server listens on.
-    pub fn port(&self) -> &str {
-        self.url
-            .rsplit_once(':')
-            .and_then(|(_, rest)| rest.split('/').next())
-            .expect("the URL has a port")
+    pub fn port(&self) -> String {
+        self.addr.port().to_string()
     }
 
     /// The TOTP code for `secret` at the server's current time.
@@ -137,9 +180,10 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        // Bounded: a server that fails to stop must not hang the test run.
-        let _ = self.stopped.recv_timeout(WAIT);
+        if let Some(r) = self.serving.take() {
+            let _ = r.stop.send(true);
+            let _ = r.stopped.recv_timeout(WAIT);
+        }
     }
 }
 
@@ -157,6 +201,8 @@ pub fn totp_code(secret_b32: &str, now_secs: u64) -> String {
 /// What a finished `wardline` run printed.
 pub struct Run {
     pub ok: bool,
+    /// The exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -253,6 +299,33 @@ impl Running {
         }
     }
 
+    /// Writes `line` to standard input, keeping it open for more.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("standard input still open");
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .expect("write to wardline");
+    }
+
+    /// Reads standard output until an event satisfies `wanted`, and
+    /// returns it. Fails the test if output ends first (or after [`WAIT`]).
+    pub fn wait_event(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let Some(line) = self.next_line() else {
+                let stderr = self.stderr_text();
+                panic!(
+                    "output ended before the awaited event:\n{}\n{stderr}",
+                    self.stdout
+                );
+            };
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && wanted(&v)
+            {
+                return v;
+            }
+        }
+    }
+
     /// Reads the rest of the output and the exit status.
     pub fn finish(mut self) -> Run {
         self.stdin = None;
@@ -272,6 +345,7 @@ impl Running {
         };
         Run {
             ok: status.success(),
+            code: status.code(),
             stdout: std::mem::take(&mut self.stdout),
             stderr: self.stderr_text(),
         }

@@ -1,0 +1,82 @@
+//! `wardline whoami`, `wardline devices`, `wardline logout`: this device's
+//! account and the user's devices.
+
+use wardline_protocol::wire::{DeviceList, DeviceListOk, Empty, Logout};
+use wardline_protocol::{DevicePublicKeys, Request};
+
+use super::{Context, Session, open_keystore};
+use crate::agent;
+use crate::error::Error;
+use crate::output::{DeviceRow, Event, WhoamiView};
+
+/// Shows who this device belongs to, from the keystore alone (no network),
+/// and whether the keystore is unlocked.
+pub async fn whoami(ctx: &Context) -> Result<(), Error> {
+    let keystore = open_keystore(ctx)?;
+    let state = keystore.state();
+    let own_keys = state
+        .device_keys(&state.user_id, &state.device_id)
+        .copied()
+        .unwrap_or_else(|| state.device_secrets().public());
+    let view = WhoamiView {
+        user_id: state.user_id.clone(),
+        username: state.username.clone(),
+        display_name: None,
+        role: None,
+        device_id: state.device_id.clone(),
+        device_name: state.device_name.clone(),
+        server: state.server.clone(),
+        trust: state.trust.as_ref().map(ToString::to_string),
+        session_expires_at: state.expires_at.clone(),
+        unlocked_for_secs: agent::time_left(&ctx.home).map(|d| d.as_secs()),
+        fingerprint: own_keys.fingerprint(),
+    };
+    ctx.out.emit(&Event::Whoami(view))?;
+    Ok(())
+}
+
+/// Lists the user's devices, with their state and when each was last seen.
+pub async fn devices(ctx: &Context, s: &mut Session) -> Result<(), Error> {
+    let listed: DeviceListOk = s
+        .conn
+        .call(Request::DeviceList(DeviceList { user_id: None }))
+        .await?;
+    let me = &s.keystore.state().device_id;
+    let rows: Vec<Event> = listed
+        .devices
+        .into_iter()
+        .map(|d| {
+            Event::Device(DeviceRow {
+                this_device: d.device_id == *me,
+                fingerprint: DevicePublicKeys {
+                    kem_pk: d.kem_pk,
+                    sig_pk: d.sig_pk,
+                }
+                .fingerprint(),
+                device_id: d.device_id,
+                name: d.name,
+                state: d.state,
+                created_at: d.created_at,
+                last_seen: d.last_seen,
+            })
+        })
+        .collect();
+    ctx.out.emit_all(&rows)?;
+    Ok(())
+}
+
+/// Ends this device's session on the server and forgets the token. The
+/// device keeps its keys and messages (sealed), so `wardline login` makes it
+/// usable again; the unlock agent forgets the key too.
+pub async fn logout(ctx: &Context, s: &mut Session) -> Result<(), Error> {
+    let _: Empty = s.conn.call(Request::Logout(Logout {})).await?;
+    let state = s.keystore.state_mut();
+    state.token = wardline_protocol::Secret::new("");
+    s.keystore.save()?;
+    agent::lock(&ctx.home);
+    ctx.out.emit(&Event::LoggedOut {
+        device_id: s.keystore.state().device_id.clone(),
+        username: s.keystore.state().username.clone(),
+    })?;
+    Ok(())
+}

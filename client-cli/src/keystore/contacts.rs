@@ -1,0 +1,307 @@
+//! Contacts: the device keys of other users as this device first saw them,
+//! and what the user has verified in person.
+//!
+//! Keys are pinned on first sight (trust on first use). The devices a user
+//! had when this device first saw them are the *baseline*. Later changes
+//! are of two kinds, treated differently:
+//!
+//! * a **new device** (a device id not seen before, after the baseline):
+//!   normal when a colleague logs in on a new computer, but also what an
+//!   attacker who registered a device on their account would look like. It
+//!   is sealed to, and flagged on every send until the user compares safety
+//!   numbers and runs `wardline verify USER --confirm`;
+//! * **replaced keys** (a known device id with other keys): device ids are
+//!   never reused, so this can only be a substitution. Nothing is sealed to
+//!   the new keys until the user has verified them in person.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use wardline_protocol::wire::DeviceInfo;
+use wardline_protocol::{DeviceId, DevicePublicKeys, Timestamp, UserId, Username};
+
+use super::State;
+
+/// What this device knows about another user (or about its own user's
+/// other devices).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Contact {
+    /// Username, once learnt from a lookup.
+    pub username: Option<Username>,
+    /// Device keys as first seen (or as last verified).
+    pub devices: BTreeMap<DeviceId, DevicePublicKeys>,
+    /// When this device first saw the user's devices. (Absent in keystores
+    /// made before verification existed.)
+    #[serde(default)]
+    pub first_seen: Option<Timestamp>,
+    /// Per device: when it was first seen and whether it was verified.
+    /// A device missing here was pinned before this was recorded, and
+    /// counts as part of the baseline.
+    #[serde(default)]
+    pub trust: BTreeMap<DeviceId, DeviceTrust>,
+}
+
+/// What is known about one pinned device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceTrust {
+    /// When this device first saw it.
+    pub first_seen: Timestamp,
+    /// Seen together with the user's first devices: the baseline that
+    /// later changes are measured against.
+    pub baseline: bool,
+    /// The user compared the safety number in person and confirmed it.
+    pub verified: bool,
+    /// Other keys the server later published under this device id; never
+    /// sealed to until verified.
+    #[serde(default)]
+    pub replaced_by: Option<DevicePublicKeys>,
+}
+
+/// A device whose published keys differ from the ones pinned for it, or
+/// that the server attributes to another user than before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    /// Owner.
+    pub user_id: UserId,
+    /// Device.
+    pub device_id: DeviceId,
+}
+
+/// How far a contact's device is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStanding {
+    /// Compared in person and confirmed.
+    Verified,
+    /// One of the devices the user had at first sight; not compared.
+    Unverified,
+    /// Appeared after first sight and not verified since: flagged on send.
+    New,
+    /// The server now publishes other keys for it: refused until verified.
+    KeysChanged,
+    /// This very device.
+    ThisDevice,
+}
+
+impl DeviceStanding {
+    /// Whether sending should flag this device.
+    pub fn is_flagged(self) -> bool {
+        matches!(self, DeviceStanding::New | DeviceStanding::KeysChanged)
+    }
+}
+
+/// A recipient device the user should know about before trusting a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFlag {
+    /// Owner.
+    pub user_id: UserId,
+    /// Device.
+    pub device_id: DeviceId,
+    /// When this device first saw it.
+    pub first_seen: Option<Timestamp>,
+}
+
+impl State {
+    /// Pins the keys of devices not seen before, at `now`. A known device
+    /// whose keys or owner changed is not updated but reported (and its new
+    /// keys remembered for `verify`): device ids are never reused, so new
+    /// keys or a new owner under an old id mean someone is substituting keys.
+    pub fn remember_devices_at(
+        &mut self,
+        devices: &[DeviceInfo],
+        now: &Timestamp,
+    ) -> Vec<KeyChange> {
+        let mut changed = Vec::new();
+        // Users seen for the first time in this answer: all their devices
+        // in it form the baseline.
+        let first_sight: Vec<UserId> = devices
+            .iter()
+            .map(|d| d.user_id.clone())
+            .filter(|u| self.contacts.get(u).is_none_or(|c| c.devices.is_empty()))
+            .collect();
+        for d in devices {
+            let keys = DevicePublicKeys {
+                kem_pk: d.kem_pk,
+                sig_pk: d.sig_pk,
+            };
+            let owned_by_other = self
+                .contacts
+                .iter()
+                .any(|(user, c)| *user != d.user_id && c.devices.contains_key(&d.device_id));
+            if owned_by_other {
+                changed.push(KeyChange {
+                    user_id: d.user_id.clone(),
+                    device_id: d.device_id.clone(),
+                });
+                continue;
+            }
+            let contact = self.contacts.entry(d.user_id.clone()).or_default();
+            match contact.devices.get(&d.device_id) {
+                Some(pinned) if *pinned != keys => {
+                    if let Some(t) = contact.trust.get_mut(&d.device_id) {
+                        t.replaced_by = Some(keys);
+                    } else {
+                        contact.trust.insert(
+                            d.device_id.clone(),
+                            DeviceTrust {
+                                first_seen: now.clone(),
+                                baseline: true,
+                                verified: false,
+                                replaced_by: Some(keys),
+                            },
+                        );
+                    }
+                    changed.push(KeyChange {
+                        user_id: d.user_id.clone(),
+                        device_id: d.device_id.clone(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    let baseline = first_sight.contains(&d.user_id);
+                    if contact.first_seen.is_none() {
+                        contact.first_seen = Some(now.clone());
+                    }
+                    contact.devices.insert(d.device_id.clone(), keys);
+                    contact.trust.insert(
+                        d.device_id.clone(),
+                        DeviceTrust {
+                            first_seen: now.clone(),
+                            baseline,
+                            verified: false,
+                            replaced_by: None,
+                        },
+                    );
+                }
+            }
+        }
+        changed
+    }
+
+    /// [`State::remember_devices_at`] at the system clock's time.
+    pub fn remember_devices(&mut self, devices: &[DeviceInfo]) -> Vec<KeyChange> {
+        let now = crate::clock::now().unwrap_or_else(epoch);
+        self.remember_devices_at(devices, &now)
+    }
+
+    /// How far `device` of `user` is trusted; `None` if it is not pinned.
+    pub fn standing(&self, user: &UserId, device: &DeviceId) -> Option<DeviceStanding> {
+        if *device == self.device_id && *user == self.user_id {
+            return Some(DeviceStanding::ThisDevice);
+        }
+        let contact = self.contacts.get(user)?;
+        contact.devices.get(device)?;
+        Some(match contact.trust.get(device) {
+            None => DeviceStanding::Unverified,
+            Some(t) if t.replaced_by.is_some() => DeviceStanding::KeysChanged,
+            Some(t) if t.verified => DeviceStanding::Verified,
+            Some(t) if t.baseline => DeviceStanding::Unverified,
+            Some(_) => DeviceStanding::New,
+        })
+    }
+
+    /// The devices among `devices` that sending should flag: new since
+    /// first sight and not verified since.
+    pub fn flags(&self, devices: &[DeviceInfo]) -> Vec<DeviceFlag> {
+        devices
+            .iter()
+            .filter(|d| {
+                self.standing(&d.user_id, &d.device_id)
+                    .is_some_and(DeviceStanding::is_flagged)
+            })
+            .map(|d| DeviceFlag {
+                user_id: d.user_id.clone(),
+                device_id: d.device_id.clone(),
+                first_seen: self
+                    .contacts
+                    .get(&d.user_id)
+                    .and_then(|c| c.trust.get(&d.device_id))
+                    .map(|t| t.first_seen.clone()),
+            })
+            .collect()
+    }
+
+    /// Records that the user compared the safety numbers of `devices` (the
+    /// devices of `user` the server publishes now) in person: each is
+    /// pinned with its published keys and marked verified. Devices the
+    /// server attributes to another user than before are left alone.
+    /// Returns how many devices were confirmed.
+    pub fn confirm_verified(
+        &mut self,
+        user: &UserId,
+        devices: &[DeviceInfo],
+        now: &Timestamp,
+    ) -> usize {
+        let mut confirmed = 0;
+        for d in devices.iter().filter(|d| d.user_id == *user) {
+            let owned_by_other = self
+                .contacts
+                .iter()
+                .any(|(u, c)| u != user && c.devices.contains_key(&d.device_id));
+            if owned_by_other {
+                continue;
+            }
+            let contact = self.contacts.entry(user.clone()).or_default();
+            if contact.first_seen.is_none() {
+                contact.first_seen = Some(now.clone());
+            }
+            let keys = DevicePublicKeys {
+                kem_pk: d.kem_pk,
+                sig_pk: d.sig_pk,
+            };
+            contact.devices.insert(d.device_id.clone(), keys);
+            let trust = contact
+                .trust
+                .entry(d.device_id.clone())
+                .or_insert_with(|| DeviceTrust {
+                    first_seen: now.clone(),
+                    baseline: false,
+                    verified: false,
+                    replaced_by: None,
+                });
+            trust.verified = true;
+            trust.replaced_by = None;
+            confirmed += 1;
+        }
+        confirmed
+    }
+
+    /// The pinned keys of `device`, if it is known to belong to `user`.
+    pub fn device_keys(&self, user: &UserId, device: &DeviceId) -> Option<&DevicePublicKeys> {
+        self.contacts.get(user)?.devices.get(device)
+    }
+
+    /// Records a username learnt from the directory.
+    pub fn remember_username(&mut self, user: &UserId, username: &Username) {
+        self.contacts.entry(user.clone()).or_default().username = Some(username.clone());
+    }
+
+    /// The username of `user`, when known.
+    pub fn username_of(&self, user: &UserId) -> Option<&Username> {
+        if *user == self.user_id {
+            return Some(&self.username);
+        }
+        self.contacts.get(user)?.username.as_ref()
+    }
+
+    /// The id of the user called `username`, when known locally.
+    pub fn user_named(&self, username: &str) -> Option<&UserId> {
+        if self.username.as_str() == username {
+            return Some(&self.user_id);
+        }
+        self.contacts
+            .iter()
+            .find(|(_, c)| c.username.as_ref().is_some_and(|u| u.as_str() == username))
+            .map(|(id, _)| id)
+    }
+
+    /// A name for `user` that people read: the username when known, else the id.
+    pub fn display_name(&self, user: &UserId) -> String {
+        self.username_of(user)
+            .map_or_else(|| user.to_string(), ToString::to_string)
+    }
+}
+
+fn epoch() -> Timestamp {
+    Timestamp::from_unix_millis(0).expect("the Unix epoch is a valid timestamp")
+}
