@@ -180,6 +180,13 @@ pub struct Lookup {
     pub usernames: Vec<String>,
 }
 
+/// `users`: directory entries by user id (to show who sent a message).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Users {
+    /// Users to describe; unknown ones are left out.
+    pub user_ids: Vec<UserId>,
+}
+
 /// `devices`: the active devices of users.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Devices {
@@ -460,6 +467,7 @@ requests! {
     Logout = "logout",
     AdminUserCreate = "admin_user_create",
     Lookup = "lookup",
+    Users = "users",
     Devices = "devices",
     ConversationCreate = "conversation_create",
     Conversations = "conversations",

@@ -108,6 +108,7 @@ fn every_request_type_decodes_its_documented_example() {
                 r#""username":"jsmith","display_name":"J","role":"clinician""#.to_string()
             }
             "lookup" => r#""usernames":["a"]"#.to_string(),
+            "users" => r#""user_ids":["u-1"]"#.to_string(),
             "devices" => r#""user_ids":["u-1"]"#.to_string(),
             "conversation_create" => r#""members":["u-1"],"title":"t""#.to_string(),
             "send" => continue, // covered by the envelope tests

@@ -43,6 +43,33 @@ pub fn lookup(state: &State, _authed: &Authed, req: Lookup) -> Result<LookupOk, 
     Ok(LookupOk { users })
 }
 
+/// `users`: directory entries by id (disabled users included, so that old
+/// messages still show who sent them); the reply shape is `lookup`'s.
+pub fn users(
+    state: &State,
+    _authed: &Authed,
+    req: wardline_protocol::wire::Users,
+) -> Result<LookupOk, ApiError> {
+    if req.user_ids.len() > MAX_DIRECTORY_QUERY {
+        return Err(ApiError::bad_request(format!(
+            "ask for at most {MAX_DIRECTORY_QUERY} users at a time"
+        )));
+    }
+    let unique: BTreeSet<&UserId> = req.user_ids.iter().collect();
+    let mut users = Vec::new();
+    for id in unique {
+        if let Some(u) = state.store.user(id)? {
+            users.push(UserInfo {
+                user_id: u.id,
+                username: u.username,
+                display_name: u.display_name,
+                role: u.role,
+            });
+        }
+    }
+    Ok(LookupOk { users })
+}
+
 /// The active devices of `user`.
 pub fn active_devices(state: &State, user: &UserId) -> Result<Vec<Device>, ApiError> {
     // A disabled account's devices receive nothing: nobody seals to them.

@@ -37,6 +37,7 @@ fn signed_in(row: &str) -> Option<[&'static str; 4]> {
         // Everyone signed in.
         "logout"
         | "lookup"
+        | "users"
         | "devices"
         | "conversations"
         | "conversation_create"
@@ -108,6 +109,7 @@ fn payload(row: &str, ctx: &Ctx, caller: &TestUser, n: u8) -> Value {
         "logout" | "conversations" | "device_list" | "admin_audit" | "admin_user_list"
         | "admin_residency" => json!({}),
         "lookup" => json!({"usernames": ["alice"]}),
+        "users" => json!({"user_ids": [ctx.victim_user]}),
         "devices" => json!({"user_ids": [ctx.victim_user]}),
         "conversation_create" => json!({"members": [], "title": "notes to self"}),
         "send" => json!({"envelope": seal(caller, conv, &ctx.devices, "hello", new_msg_id(n))}),
