@@ -32,15 +32,29 @@ pub fn lookup(state: &State, _authed: &Authed, req: Lookup) -> Result<LookupOk, 
         if let Some(u) = state.store.user(&id)?
             && u.state != UserState::Disabled
         {
-            users.push(UserInfo {
-                user_id: u.id,
-                username: u.username,
-                display_name: u.display_name,
-                role: u.role,
-            });
+            users.push(info(u));
         }
     }
     Ok(LookupOk { users })
+}
+
+/// The distinct ids of a directory request, refusing oversized ones.
+fn distinct_ids(ids: &[UserId]) -> Result<BTreeSet<&UserId>, ApiError> {
+    if ids.len() > MAX_DIRECTORY_QUERY {
+        return Err(ApiError::bad_request(format!(
+            "ask for at most {MAX_DIRECTORY_QUERY} users at a time"
+        )));
+    }
+    Ok(ids.iter().collect())
+}
+
+fn info(u: crate::store::User) -> UserInfo {
+    UserInfo {
+        user_id: u.id,
+        username: u.username,
+        display_name: u.display_name,
+        role: u.role,
+    }
 }
 
 /// `users`: directory entries by id (disabled users included, so that old
@@ -50,21 +64,11 @@ pub fn users(
     _authed: &Authed,
     req: wardline_protocol::wire::Users,
 ) -> Result<LookupOk, ApiError> {
-    if req.user_ids.len() > MAX_DIRECTORY_QUERY {
-        return Err(ApiError::bad_request(format!(
-            "ask for at most {MAX_DIRECTORY_QUERY} users at a time"
-        )));
-    }
-    let unique: BTreeSet<&UserId> = req.user_ids.iter().collect();
+    let unique = distinct_ids(&req.user_ids)?;
     let mut users = Vec::new();
     for id in unique {
         if let Some(u) = state.store.user(id)? {
-            users.push(UserInfo {
-                user_id: u.id,
-                username: u.username,
-                display_name: u.display_name,
-                role: u.role,
-            });
+            users.push(info(u));
         }
     }
     Ok(LookupOk { users })
@@ -91,12 +95,7 @@ pub fn devices(
     _authed: &Authed,
     req: wardline_protocol::wire::Devices,
 ) -> Result<DevicesOk, ApiError> {
-    if req.user_ids.len() > MAX_DIRECTORY_QUERY {
-        return Err(ApiError::bad_request(format!(
-            "ask for at most {MAX_DIRECTORY_QUERY} users at a time"
-        )));
-    }
-    let unique: BTreeSet<&UserId> = req.user_ids.iter().collect();
+    let unique = distinct_ids(&req.user_ids)?;
     let mut devices = Vec::new();
     for user in unique {
         for d in active_devices(state, user)? {

@@ -2,19 +2,9 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{TestResult, TestUser, device_json, new_msg_id, open_text, seal, ward};
 use wardline_protocol::DeviceSecrets;
-
-/// Reads frames until one of `kind` arrives (other pushes may come first).
-async fn next_of(c: &mut support::Client, kind: &str) -> Value {
-    loop {
-        let f = c.next().await;
-        if f["type"] == kind {
-            return f;
-        }
-    }
-}
 
 #[tokio::test]
 async fn delivery_and_read_receipts_reach_the_sender() -> TestResult {
@@ -30,13 +20,13 @@ async fn delivery_and_read_receipts_reach_the_sender() -> TestResult {
         w.alice.client.ok("send", json!({"envelope": env})).await;
     }
     for _ in 0..3 {
-        next_of(&mut w.bob.client, "message").await;
+        w.bob.client.next_of("message").await;
     }
     w.bob
         .client
         .ok("ack", json!({"conv_id": w.conv, "seq": 3}))
         .await;
-    let r = next_of(&mut w.alice.client, "receipt").await;
+    let r = w.alice.client.next_of("receipt").await;
     assert_eq!(
         (r["kind"].as_str(), r["seq"].as_u64()),
         (Some("delivered"), Some(3)),
@@ -48,7 +38,7 @@ async fn delivery_and_read_receipts_reach_the_sender() -> TestResult {
         .client
         .ok("read", json!({"conv_id": w.conv, "seq": 2}))
         .await;
-    let r = next_of(&mut w.alice.client, "receipt").await;
+    let r = w.alice.client.next_of("receipt").await;
     assert_eq!(
         (r["kind"].as_str(), r["seq"].as_u64()),
         (Some("read"), Some(2)),
@@ -156,9 +146,9 @@ async fn a_removed_member_gets_nothing_sent_after_removal() -> TestResult {
             json!({"conv_id": w.conv, "members": [carol.user_id]}),
         )
         .await;
-    let change = next_of(&mut w.bob.client, "conversation_changed").await;
+    let change = w.bob.client.next_of("conversation_changed").await;
     assert_eq!(change["members"].as_array().map(Vec::len), Some(3));
-    next_of(&mut carol.client, "conversation_changed").await;
+    carol.client.next_of("conversation_changed").await;
 
     w.alice
         .client
@@ -167,7 +157,7 @@ async fn a_removed_member_gets_nothing_sent_after_removal() -> TestResult {
             json!({"conv_id": w.conv, "members": [carol.user_id]}),
         )
         .await;
-    next_of(&mut carol.client, "conversation_changed").await;
+    carol.client.next_of("conversation_changed").await;
     // Sealing to Carol's device now is refused: she is no longer a member.
     let all = w
         .alice
@@ -192,7 +182,7 @@ async fn a_removed_member_gets_nothing_sent_after_removal() -> TestResult {
         new_msg_id(61),
     );
     w.alice.client.ok("send", json!({"envelope": env})).await;
-    let m = next_of(&mut w.bob.client, "message").await;
+    let m = w.bob.client.next_of("message").await;
     assert_eq!(open_text(&w.bob, &w.alice, &m), "after removal");
     carol
         .client
@@ -224,10 +214,10 @@ async fn a_new_device_is_announced_to_everyone_who_shares_a_conversation() -> Te
         json!({"username": "bob", "password": w.bob.password, "totp": w.server.totp_now(&w.bob.totp_secret), "device": device_json("bob's phone", &keys)}),
     )
     .await;
-    let p = next_of(&mut w.alice.client, "devices_changed").await;
+    let p = w.alice.client.next_of("devices_changed").await;
     assert_eq!(p["user_id"], json!(w.bob.user_id));
     // Bob's first device hears it too.
-    next_of(&mut w.bob.client, "devices_changed").await;
+    w.bob.client.next_of("devices_changed").await;
     // An envelope sealed to the old list is now refused, naming the new device.
     let env = seal(&w.alice, &w.conv, &w.devices, "x", new_msg_id(70));
     let r = w

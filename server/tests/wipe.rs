@@ -2,18 +2,9 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{TestResult, TestUser, device_json, new_msg_id, seal, ward};
 use wardline_protocol::{DeviceId, DeviceSecrets, audit, b64, wipe};
-
-async fn next_of(c: &mut support::Client, kind: &str) -> Value {
-    loop {
-        let f = c.next().await;
-        if f["type"] == kind {
-            return f;
-        }
-    }
-}
 
 fn wipe_sig(user: &TestUser, wipe_id: &str) -> String {
     let device = DeviceId::parse(user.device_id.as_str()).expect("id");
@@ -32,7 +23,7 @@ async fn a_connected_device_is_wiped_and_confirms_with_its_signature() -> TestRe
         )
         .await;
     let wipe_id = r["wipe_id"].as_str().expect("id").to_string();
-    let push = next_of(&mut w.bob.client, "wipe").await;
+    let push = w.bob.client.next_of("wipe").await;
     assert_eq!(push["wipe_id"], json!(wipe_id));
     assert_eq!(push["reason"], "reported stolen");
 
@@ -108,7 +99,7 @@ async fn an_offline_device_is_told_to_wipe_when_it_next_connects() -> TestResult
     let wipe_id = r["wipe_id"].as_str().expect("id").to_string();
 
     // Others stop encrypting to it: it is gone from the directory, and they are told.
-    next_of(&mut w.alice.client, "devices_changed").await;
+    w.alice.client.next_of("devices_changed").await;
     let devs = w
         .alice
         .client
@@ -131,7 +122,7 @@ async fn an_offline_device_is_told_to_wipe_when_it_next_connects() -> TestResult
     let mut c = w.server.connect().await;
     let (r, _) = c.request("resume", json!({"token": w.bob.token})).await;
     assert_eq!(r["code"], "wipe_pending", "{r}");
-    let push = next_of(&mut c, "wipe").await;
+    let push = c.next_of("wipe").await;
     assert_eq!(push["wipe_id"], json!(wipe_id));
     c.ok(
         "wipe_done",
@@ -184,7 +175,7 @@ async fn only_admins_order_wipes_but_users_may_wipe_their_own_lost_device() -> T
         json!({"device_id": w.bob.device_id, "reason": "left on the bus", "password": w.bob.password, "totp": w.server.totp_now(&w.bob.totp_secret)}),
     )
     .await;
-    next_of(&mut w.bob.client, "wipe").await;
+    w.bob.client.next_of("wipe").await;
     let list = c.ok("device_list", json!({})).await;
     let states: Vec<&str> = list["devices"]
         .as_array()

@@ -166,6 +166,16 @@ impl Client {
         }
     }
 
+    /// Reads frames until one of `kind` arrives (other pushes may come first).
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let f = self.next().await;
+            if f["type"] == kind {
+                return f;
+            }
+        }
+    }
+
     /// True if the server closes the connection within 10 s.
     pub async fn closed(&mut self) -> bool {
         loop {
