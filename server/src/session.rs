@@ -515,10 +515,9 @@ fn begin(
     authed: Authed,
     reply: String,
 ) -> Result<Vec<String>, ApiError> {
-    if let Some(mut d) = state.store.device(&authed.device_id)? {
-        d.last_seen = Some(state.clock.now_ms());
-        state.store.put_device(&d)?;
-    }
+    state
+        .store
+        .set_last_seen(&authed.device_id, state.clock.now_ms())?;
     let reg = state.hub.register(
         &authed.device_id,
         authed.token_hash,

@@ -85,6 +85,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn put_device(&self, d: &Device) -> Result<()>;
     /// A device by id.
     fn device(&self, id: &DeviceId) -> Result<Option<Device>>;
+    /// Records when a device last authenticated.
+    fn set_last_seen(&self, device: &DeviceId, at_ms: i64) -> Result<()>;
     /// All devices of a user, in any state.
     fn devices_of(&self, user: &UserId) -> Result<Vec<Device>>;
 

@@ -1,6 +1,9 @@
 //! The embedded store: sled in the data directory, every value sealed.
 
 use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -18,9 +21,52 @@ const KEY_CHECK: &[u8] = b"wardline data key check v1";
 /// sled's page cache.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Decoded records kept in memory so that the send path (membership and
+/// device checks for every member) does not unseal the same records again
+/// for every message. Any write of a kind bumps that kind's generation,
+/// which invalidates every cached entry of the kind: writes are rare
+/// (accounts, devices, membership), reads are per message.
+#[derive(Debug, Default)]
+struct Cache {
+    users_gen: AtomicU64,
+    devices_gen: AtomicU64,
+    convs_gen: AtomicU64,
+    users: DashMap<UserId, (u64, Option<User>)>,
+    devices_of: DashMap<UserId, (u64, Vec<Device>)>,
+    convs: DashMap<ConversationId, (u64, Option<Conversation>)>,
+}
+
+fn cached<K, V>(
+    map: &DashMap<K, (u64, V)>,
+    generation: &AtomicU64,
+    key: &K,
+    load: impl FnOnce() -> Result<V>,
+) -> Result<V>
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: Clone,
+{
+    // Read the generation before the store: a write that lands in between
+    // bumps it, so the entry stored below is already stale and never used.
+    let g = generation.load(Ordering::Acquire);
+    if let Some(e) = map.get(key)
+        && e.0 == g
+    {
+        return Ok(e.1.clone());
+    }
+    let v = load()?;
+    map.insert(key.clone(), (g, v.clone()));
+    Ok(v)
+}
+
+fn bump(generation: &AtomicU64) {
+    generation.fetch_add(1, Ordering::AcqRel);
+}
+
 /// sled-backed [`Store`].
 #[derive(Debug)]
 pub struct SledStore {
+    cache: Cache,
     db: sled::Db,
     /// sled's main file, fdatasync'd after each flush (see [`Store::sync`]).
     data_file: File,
@@ -56,6 +102,7 @@ impl SledStore {
         let data_file = File::open(dir.join("db"))?;
         let t = |name: &str| db.open_tree(name);
         let store = Self {
+            cache: Cache::default(),
             sealer: Sealer::new(data_key),
             users: t("users")?,
             usernames: t("usernames")?,
@@ -165,11 +212,15 @@ impl Store for SledStore {
     }
 
     fn put_user(&self, user: &User) -> Result<()> {
-        self.put(&self.users, "users", &keys::id(user.id.as_str()), user)
+        self.put(&self.users, "users", &keys::id(user.id.as_str()), user)?;
+        bump(&self.cache.users_gen);
+        Ok(())
     }
 
     fn user(&self, id: &UserId) -> Result<Option<User>> {
-        self.get(&self.users, "users", &keys::id(id.as_str()))
+        cached(&self.cache.users, &self.cache.users_gen, id, || {
+            self.get(&self.users, "users", &keys::id(id.as_str()))
+        })
     }
 
     fn user_id_by_username(&self, name: &Username) -> Result<Option<UserId>> {
@@ -203,6 +254,7 @@ impl Store for SledStore {
         self.put(&self.devices, "devices", &keys::id(d.id.as_str()), d)?;
         self.user_devices
             .insert(keys::user_device(&d.user_id, &d.id), &[])?;
+        bump(&self.cache.devices_gen);
         Ok(())
     }
 
@@ -211,17 +263,21 @@ impl Store for SledStore {
     }
 
     fn devices_of(&self, user: &UserId) -> Result<Vec<Device>> {
-        let mut out = Vec::new();
-        for kv in self.user_devices.scan_prefix(keys::prefix(user.as_str())) {
-            let (k, _) = kv?;
-            let id = keys::second(&k)
-                .and_then(|s| DeviceId::parse(s).ok())
-                .ok_or(StoreError::Corrupt("device index key"))?;
-            if let Some(d) = self.device(&id)? {
-                out.push(d);
-            }
+        cached(
+            &self.cache.devices_of,
+            &self.cache.devices_gen,
+            user,
+            || self.load_devices_of(user),
+        )
+    }
+
+    fn set_last_seen(&self, device: &DeviceId, at_ms: i64) -> Result<()> {
+        // Not a change the send path cares about: no cache invalidation.
+        if let Some(mut d) = self.device(device)? {
+            d.last_seen = Some(at_ms);
+            self.put(&self.devices, "devices", &keys::id(d.id.as_str()), &d)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn put_wipe(&self, w: &WipeOrder) -> Result<()> {
@@ -277,6 +333,8 @@ impl Store for SledStore {
         for m in &c.members {
             self.user_convs.insert(keys::user_conv(m, &c.id), &[])?;
         }
+        // After the write: see `cached`.
+        bump(&self.cache.convs_gen);
         Ok(())
     }
 
@@ -284,12 +342,15 @@ impl Store for SledStore {
         self.insert_conversation(c)?;
         for m in removed {
             self.user_convs.remove(keys::user_conv(m, &c.id))?;
+            bump(&self.cache.convs_gen);
         }
         Ok(())
     }
 
     fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>> {
-        self.get(&self.conversations, "conversations", &keys::id(id.as_str()))
+        cached(&self.cache.convs, &self.cache.convs_gen, id, || {
+            self.get(&self.conversations, "conversations", &keys::id(id.as_str()))
+        })
     }
 
     fn conversations_of(&self, user: &UserId) -> Result<Vec<ConversationId>> {
@@ -589,6 +650,20 @@ struct StoredMessageRef<'a> {
 }
 
 impl SledStore {
+    fn load_devices_of(&self, user: &UserId) -> Result<Vec<Device>> {
+        let mut out = Vec::new();
+        for kv in self.user_devices.scan_prefix(keys::prefix(user.as_str())) {
+            let (k, _) = kv?;
+            let id = keys::second(&k)
+                .and_then(|s| DeviceId::parse(s).ok())
+                .ok_or(StoreError::Corrupt("device index key"))?;
+            if let Some(d) = self.device(&id)? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
     fn stored_msg_id(&self, idx: &[u8]) -> Result<Option<(ConversationId, u64)>> {
         let Some(v) = self.messages.get(idx)? else {
             return Ok(None);
