@@ -187,6 +187,16 @@ pub struct Users {
     pub user_ids: Vec<UserId>,
 }
 
+/// `export_record`: the client tells the server what it exported to the
+/// health record, for the audit log (never the content).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportRecord {
+    /// The exported messages (at most 10,000).
+    pub msg_ids: Vec<MessageId>,
+    /// Where to: a file name or a FHIR server's base URL.
+    pub destination: String,
+}
+
 /// `devices`: the active devices of users.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Devices {
@@ -468,6 +478,7 @@ requests! {
     AdminUserCreate = "admin_user_create",
     Lookup = "lookup",
     Users = "users",
+    ExportRecord = "export_record",
     Devices = "devices",
     ConversationCreate = "conversation_create",
     Conversations = "conversations",

@@ -109,6 +109,10 @@ fn every_request_type_decodes_its_documented_example() {
             }
             "lookup" => r#""usernames":["a"]"#.to_string(),
             "users" => r#""user_ids":["u-1"]"#.to_string(),
+            "export_record" => {
+                r#""msg_ids":["0193f7c2-6a1e-7c3d-9b2a-3f4e5d6c7b8a"],"destination":"bundle.json""#
+                    .to_string()
+            }
             "devices" => r#""user_ids":["u-1"]"#.to_string(),
             "conversation_create" => r#""members":["u-1"],"title":"t""#.to_string(),
             "send" => continue, // covered by the envelope tests

@@ -55,6 +55,12 @@ impl Event {
         self.reason = Some(reason.chars().take(200).collect());
         self
     }
+
+    /// A long detail (such as the ids of exported messages), kept whole.
+    pub fn detail(mut self, detail: String) -> Self {
+        self.reason = Some(detail);
+        self
+    }
 }
 
 /// The end of the chain, kept in memory so appending is one write.
@@ -101,6 +107,31 @@ pub fn record(state: &State, event: Event) -> Result<(), ApiError> {
     state.store.put_audit(&e)?;
     *tail = (e.seq, e.hash);
     Ok(())
+}
+
+/// `export_record`: records which messages a device exported to the health
+/// record, and where (rule R8); any signed-in user, for their own exports.
+pub fn export(
+    state: &State,
+    authed: &Authed,
+    req: wardline_protocol::wire::ExportRecord,
+) -> Result<(), ApiError> {
+    if req.msg_ids.is_empty() || req.msg_ids.len() > 10_000 {
+        return Err(ApiError::bad_request("name 1 to 10000 exported messages"));
+    }
+    let dest = req.destination.trim();
+    if dest.is_empty() || dest.chars().count() > 500 {
+        return Err(ApiError::bad_request(
+            "destination must be 1 to 500 characters",
+        ));
+    }
+    let ids: Vec<String> = req.msg_ids.iter().map(|m| m.to_text()).collect();
+    record(
+        state,
+        Event::new("record_export", Some(&authed.user.id), Some(dest), "ok")
+            .device(&authed.device_id)
+            .detail(format!("{} messages: {}", ids.len(), ids.join(","))),
+    )
 }
 
 /// Most entries in one `admin_audit` page.

@@ -396,6 +396,10 @@ async fn dispatch(
                 Request::AdminUserCreate(r) => ok(&admin::user_create(state, authed, r)?),
                 Request::Lookup(r) => ok(&directory::lookup(state, authed, r)?),
                 Request::Users(r) => ok(&directory::users(state, authed, r)?),
+                Request::ExportRecord(r) => {
+                    audit::export(state, authed, r)?;
+                    ok(&Empty {})
+                }
                 Request::Devices(r) => ok(&directory::devices(state, authed, r)?),
                 Request::ConversationCreate(r) => ok(&conversations::create(state, authed, r)?),
                 Request::Conversations(_) => ok(&conversations::list(state, authed)?),

@@ -38,6 +38,7 @@ fn signed_in(row: &str) -> Option<[&'static str; 4]> {
         "logout"
         | "lookup"
         | "users"
+        | "export_record"
         | "devices"
         | "conversations"
         | "conversation_create"
@@ -110,6 +111,9 @@ fn payload(row: &str, ctx: &Ctx, caller: &TestUser, n: u8) -> Value {
         | "admin_residency" => json!({}),
         "lookup" => json!({"usernames": ["alice"]}),
         "users" => json!({"user_ids": [ctx.victim_user]}),
+        "export_record" => {
+            json!({"msg_ids": [new_msg_id(n).to_text()], "destination": "bundle.json"})
+        }
         "devices" => json!({"user_ids": [ctx.victim_user]}),
         "conversation_create" => json!({"members": [], "title": "notes to self"}),
         "send" => json!({"envelope": seal(caller, conv, &ctx.devices, "hello", new_msg_id(n))}),

@@ -295,3 +295,27 @@ async fn pruning_old_audit_entries_keeps_the_chain_verifiable() -> TestResult {
     assert!(!audit::verify_checkpoint(&forged, &key));
     Ok(())
 }
+
+#[tokio::test]
+async fn exports_to_the_health_record_are_audited_without_content() -> TestResult {
+    let mut w = ward().await;
+    let id = new_msg_id(42).to_text();
+    w.alice
+        .client
+        .ok(
+            "export_record",
+            json!({"msg_ids": [id], "destination": "ward10-bundle.json"}),
+        )
+        .await;
+    let r = w
+        .admin
+        .client
+        .ok("admin_audit", json!({"kind": "record_export"}))
+        .await;
+    let e = &r["entries"][0];
+    assert_eq!(e["target"], "ward10-bundle.json");
+    assert_eq!(e["actor"], json!(w.alice.user_id));
+    assert_eq!(e["device"], json!(w.alice.device_id));
+    assert!(e["reason"].as_str().is_some_and(|r| r.contains(&id)));
+    Ok(())
+}
