@@ -12,8 +12,10 @@ use crate::commands::admin::AdminCommand;
 use crate::commands::chat::ChatArgs;
 use crate::commands::conversations::ConversationCommand;
 use crate::commands::enrol::EnrolArgs;
+use crate::commands::export::{ExportArgs, VerifyExportArgs};
 use crate::commands::login::LoginArgs;
 use crate::commands::messages::{HistoryArgs, InboxArgs, ReadArgs};
+use crate::commands::register::RegisterArgs;
 use crate::commands::send::SendArgs;
 use crate::commands::verify::VerifyArgs;
 use crate::commands::wipe::WipeArgs;
@@ -40,8 +42,13 @@ Examples:
   wardline login --username alice --server wss://wardline.trust.nhs.uk/v1 --pin 3A:91:...
   wardline verify bob
 
+  # The health record: clinical notes about a patient, as a FHIR bundle:
+  wardline export bob --patient \"943 476 5919\" --out bed4-notes.json
+  wardline verify-export bed4-notes.json
+
   # Administration:
   wardline admin user add carol --display-name \"Dr Carol Jones (Cardiology)\"
+  wardline admin audit --verify
 
   # Scripts: --json everywhere, secrets from the environment:
   WARDLINE_PASSPHRASE=... wardline --json inbox
@@ -131,11 +138,39 @@ Examples:
 
 const ADMIN_EXAMPLES: &str = "\
 Examples:
+  wardline admin user list
   wardline admin user add carol --display-name \"Dr Carol Jones (Cardiology)\"
   wardline admin user add dave --display-name \"Dave Smith\" --role records-officer
+  wardline admin user disable carol --reason \"left the trust\"
+  wardline admin user reset carol --reason \"lost phone with authenticator\"
   wardline admin devices carol
+  wardline admin device revoke 0193f7c2-... --reason \"workstation replaced\"
   wardline admin wipe 0193f7c2-... --reason \"redeployed to another ward\"
-  wardline admin wipe-status 0193f7d0-...";
+  wardline admin wipe-status w-0193f7d0-...
+  wardline admin audit --verify
+  wardline admin residency
+  wardline admin incident-mode on --reason \"major incident: M6 pile-up\"
+  wardline admin user approve rahmed
+  wardline admin legal-hold --user bnowak on --reason \"subject access request 2026/118\"";
+
+const REGISTER_EXAMPLES: &str = "\
+Examples:
+  # Only while the trust has opened self-registration for a major incident:
+  wardline register --server wss://wardline.trust.nhs.uk/v1 --pin 3A:91:... \\
+      --username rahmed --display-name \"Dr Rana Ahmed (locum, A&E)\"
+  # then enrol with the code it prints, and ask an administrator to approve you.";
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  # Clinical notes of a conversation (each names its patient):
+  wardline export bob --out notes.json
+  # About one patient, since Monday; notes that name no patient are linked
+  # to this one after you confirm:
+  wardline export \"Ward 10 night team\" --patient \"943 476 5919\" --since 2026-11-23 --out bed4.json
+  # Every message, as a transaction bundle for a FHIR server:
+  wardline export bob --kind all --patient 9434765919 --yes --transaction --out bed4-tx.json
+  # Check a file (from anyone) before it goes into the record:
+  wardline verify-export bed4.json";
 
 /// Wardline: end-to-end encrypted messaging for clinical staff.
 ///
@@ -235,6 +270,19 @@ pub enum Command {
     /// Forget the unlocked keystore key now.
     #[command(after_help = LOCK_EXAMPLES)]
     Lock,
+    /// Export messages about a patient to the health record, as an HL7 FHIR
+    /// R4 bundle each of whose entries can be verified against its
+    /// sender's signature.
+    #[command(after_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
+    /// Check an exported bundle: every text exactly as its sender's device
+    /// signed it, and the signing keys as this device knows them.
+    #[command(after_help = EXPORT_EXAMPLES)]
+    VerifyExport(VerifyExportArgs),
+    /// Register an account yourself, when the trust has opened
+    /// registration for a major incident; an administrator must approve it.
+    #[command(after_help = REGISTER_EXAMPLES)]
+    Register(RegisterArgs),
     /// Wipe one of your own devices that was lost or stolen.
     #[command(after_help = WIPE_EXAMPLES)]
     Wipe(WipeArgs),

@@ -47,6 +47,15 @@ pub enum Error {
     /// contact's keys changed).
     #[error("{0}")]
     Refused(String),
+    /// A check of something the user gave or fetched failed: an audit chain
+    /// that does not verify, an export with entries that do not.
+    #[error("{message}")]
+    Unverified {
+        /// Stable, for scripts: `audit_chain_broken`, `export_invalid`.
+        code: &'static str,
+        /// What failed, naming the first broken entry.
+        message: String,
+    },
     /// The unlock agent could not be started.
     #[error(transparent)]
     Agent(#[from] AgentError),
@@ -84,11 +93,13 @@ impl Error {
             Error::Keystore(KeystoreError::AlreadyExists(_)) => "keystore_exists",
             Error::Keystore(KeystoreError::WrongPassphrase(_)) => "wrong_passphrase",
             Error::Keystore(KeystoreError::Corrupt { .. }) => "keystore_damaged",
+            Error::Keystore(KeystoreError::KdfTooCostly { .. }) => "keystore_kdf_too_costly",
             Error::Keystore(KeystoreError::Io { .. }) => "keystore_io",
             Error::Prompt(_) => "input",
             Error::NhsNumber(_) => "invalid_nhs_number",
             Error::Usage(_) => "usage",
             Error::Refused(_) => "refused",
+            Error::Unverified { code, .. } => code,
             Error::Agent(_) => "agent",
             Error::Output(_) => "output",
             Error::Wiped { .. } => "wiped",

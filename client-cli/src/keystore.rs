@@ -14,10 +14,15 @@
 //! pays for Argon2 again, a passphrase change rewraps 32 bytes, and
 //! destroying the wrapped key destroys everything (crypto-shredding on wipe).
 //! The KDF parameters and salt are bound into the wrapped key's associated
-//! data, so a change to any byte of the file stops it from opening.
+//! data, so a change to any byte of the file stops it from opening. They
+//! are read before anything is authenticated, so their cost is capped
+//! ([`KdfLimits`]) before anything is derived. [`open_bytes`] is the whole
+//! path from a file's bytes to its state, shared with [`Keystore::open`]
+//! and fuzzed (`fuzz/fuzz_targets/keystore_file.rs`).
 
 mod contacts;
 mod files;
+mod kdf;
 mod state;
 
 use std::fmt;
@@ -27,28 +32,22 @@ use std::path::{Path, PathBuf};
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead as _, KeyInit as _, Nonce, Payload};
-use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use wardline_protocol::{Secret, b64, rng};
 use zeroize::Zeroizing;
 
 pub use contacts::{Contact, DeviceFlag, DeviceStanding, DeviceTrust, KeyChange};
-use files::{create_private_dir, shred, write_atomic};
+pub(crate) use files::write_atomic;
+use files::{create_private_dir, shred};
+use kdf::Kdf;
+pub use kdf::{KdfCost, KdfLimits};
 pub use state::{ConversationState, Registration, State, StoredMessage};
 
 /// The keystore's file name inside the home directory.
 pub const FILE_NAME: &str = "keystore.json";
 const FORMAT_VERSION: u32 = 1;
-const ALGORITHM: &str = "argon2id";
-const DATA_KEY_AAD: &str = "wardline/keystore/v1/data-key";
 const STATE_AAD: &[u8] = b"wardline/keystore/v1/state";
-
-// Ceilings on parameters read from a file, so a damaged or hostile file
-// cannot make the client allocate terabytes or spin for hours.
-const MAX_M_COST_KIB: u32 = 4 * 1024 * 1024;
-const MAX_T_COST: u32 = 64;
-const MAX_P_COST: u32 = 16;
 
 /// Why the keystore could not be created, opened or saved.
 #[derive(Debug, Error)]
@@ -76,6 +75,23 @@ pub enum KeystoreError {
         /// Which check failed.
         why: &'static str,
     },
+    /// The file asks for a key derivation costlier than this client allows
+    /// (see [`KdfLimits`]): it was not made by `wardline`, or was altered to
+    /// make opening it take minutes or gigabytes.
+    #[error(
+        "the keystore at {} asks for a key derivation costlier than this client allows ({} MiB, {t_cost} passes, {p_cost} lanes); it was not made by wardline or has been tampered with, and was not opened",
+        path.display(), m_cost_kib / 1024
+    )]
+    KdfTooCostly {
+        /// The file.
+        path: PathBuf,
+        /// Memory asked for, KiB.
+        m_cost_kib: u32,
+        /// Passes asked for.
+        t_cost: u32,
+        /// Lanes asked for.
+        p_cost: u32,
+    },
     /// Reading or writing failed.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
@@ -88,42 +104,6 @@ pub enum KeystoreError {
     },
 }
 
-/// Argon2id cost parameters for deriving the passphrase key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KdfCost {
-    m_cost_kib: u32,
-    t_cost: u32,
-    p_cost: u32,
-}
-
-impl KdfCost {
-    /// For a workstation: 64 MiB, 3 passes, 1 lane (under a second).
-    pub const WORKSTATION: KdfCost = KdfCost {
-        m_cost_kib: 64 * 1024,
-        t_cost: 3,
-        p_cost: 1,
-    };
-
-    /// TEST ONLY: 8 MiB, 1 pass. Selected by `WARDLINE_KDF_FAST=1` so that
-    /// end-to-end tests, which create many keystores, finish quickly. Never
-    /// set it for real use: it makes guessing the passphrase of a stolen
-    /// keystore file much cheaper.
-    pub const FAST_TEST_ONLY: KdfCost = KdfCost {
-        m_cost_kib: 8 * 1024,
-        t_cost: 1,
-        p_cost: 1,
-    };
-
-    /// [`KdfCost::WORKSTATION`], or [`KdfCost::FAST_TEST_ONLY`] when the
-    /// environment has `WARDLINE_KDF_FAST=1`.
-    pub fn from_env() -> Self {
-        match std::env::var("WARDLINE_KDF_FAST").as_deref() {
-            Ok("1") => Self::FAST_TEST_ONLY,
-            _ => Self::WORKSTATION,
-        }
-    }
-}
-
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeystoreFile {
@@ -131,55 +111,6 @@ struct KeystoreFile {
     kdf: Kdf,
     data_key: Sealed,
     state: Sealed,
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Kdf {
-    algorithm: String,
-    m_cost_kib: u32,
-    t_cost: u32,
-    p_cost: u32,
-    #[serde(with = "b64")]
-    salt: [u8; 16],
-}
-
-impl Kdf {
-    /// The wrapped data key's associated data: every KDF input but the passphrase.
-    fn aad(&self) -> Vec<u8> {
-        let mut aad = format!(
-            "{DATA_KEY_AAD}\0{FORMAT_VERSION}\0{}\0{}\0{}\0{}\0",
-            self.algorithm, self.m_cost_kib, self.t_cost, self.p_cost
-        )
-        .into_bytes();
-        aad.extend_from_slice(&self.salt);
-        aad
-    }
-
-    fn derive(
-        &self,
-        passphrase: &Secret,
-        path: &Path,
-    ) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
-        let corrupt = |why| KeystoreError::Corrupt {
-            path: path.to_owned(),
-            why,
-        };
-        if self.algorithm != ALGORITHM {
-            return Err(corrupt("unknown key derivation"));
-        }
-        if self.m_cost_kib > MAX_M_COST_KIB || self.t_cost > MAX_T_COST || self.p_cost > MAX_P_COST
-        {
-            return Err(corrupt("key derivation cost out of range"));
-        }
-        let params = Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(32))
-            .map_err(|_| corrupt("invalid key derivation parameters"))?;
-        let mut key = Zeroizing::new([0u8; 32]);
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(passphrase.expose().as_bytes(), &self.salt, key.as_mut())
-            .map_err(|_| corrupt("key derivation failed"))?;
-        Ok(key)
-    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -282,17 +213,10 @@ impl Keystore {
     ) -> Result<Self, KeystoreError> {
         Self::prepare_home(home)?;
         let path = Self::path_in(home);
-        let mut kdf = Kdf {
-            algorithm: ALGORITHM.to_owned(),
-            m_cost_kib: cost.m_cost_kib,
-            t_cost: cost.t_cost,
-            p_cost: cost.p_cost,
-            salt: [0; 16],
-        };
-        rng::fill(&mut kdf.salt);
+        let kdf = Kdf::new(cost);
         let mut data_key = Zeroizing::new([0u8; 32]);
         rng::fill(data_key.as_mut());
-        let kek = kdf.derive(passphrase, &path)?;
+        let kek = kdf.derive(passphrase, &path, &KdfLimits::DEFAULT)?;
         let wrapped_data_key = Sealed::seal(&kek, data_key.as_ref(), &kdf.aad());
         let keystore = Self {
             path,
@@ -307,18 +231,9 @@ impl Keystore {
 
     /// Opens the keystore in `home`. Reads only: a failure changes nothing.
     pub fn open(home: &Path, passphrase: &Secret) -> Result<Self, KeystoreError> {
-        let (path, file) = read_file(home)?;
-        let kek = file.kdf.derive(passphrase, &path)?;
-        let data_key_bytes = file
-            .data_key
-            .open(&kek, &file.kdf.aad())
-            .ok_or_else(|| KeystoreError::WrongPassphrase(path.clone()))?;
-        let mut data_key = Zeroizing::new([0u8; 32]);
-        if data_key_bytes.len() != data_key.len() {
-            return Err(corrupt(&path, "data key has the wrong length"));
-        }
-        data_key.copy_from_slice(&data_key_bytes);
-        Self::unseal(path, file, data_key)
+        let (path, bytes) = read_file(home)?;
+        let opened = Opened::from_bytes(&path, &bytes, passphrase, &KdfLimits::DEFAULT)?;
+        Ok(opened.at(path))
     }
 
     /// Opens the keystore in `home` with its data key as handed out by the
@@ -329,31 +244,12 @@ impl Keystore {
         home: &Path,
         data_key: Zeroizing<[u8; 32]>,
     ) -> Result<Self, KeystoreError> {
-        let (path, file) = read_file(home)?;
+        let (path, bytes) = read_file(home)?;
+        let file = parse(&path, &bytes)?;
         if file.state.open(&data_key, STATE_AAD).is_none() {
             return Err(KeystoreError::WrongPassphrase(path));
         }
-        Self::unseal(path, file, data_key)
-    }
-
-    fn unseal(
-        path: PathBuf,
-        file: KeystoreFile,
-        data_key: Zeroizing<[u8; 32]>,
-    ) -> Result<Self, KeystoreError> {
-        let plaintext = file
-            .state
-            .open(&data_key, STATE_AAD)
-            .ok_or_else(|| corrupt(&path, "state does not decrypt"))?;
-        let state: State =
-            serde_json::from_slice(&plaintext).map_err(|_| corrupt(&path, "state is not valid"))?;
-        Ok(Self {
-            path,
-            kdf: file.kdf,
-            wrapped_data_key: file.data_key,
-            data_key,
-            state,
-        })
+        Ok(Opened::unseal(&path, file, data_key)?.at(path))
     }
 
     /// The data key, to hand to the unlock agent.
@@ -422,28 +318,105 @@ fn corrupt(path: &Path, why: &'static str) -> KeystoreError {
     }
 }
 
-/// Reads and parses the keystore file of `home`, without opening anything.
-fn read_file(home: &Path) -> Result<(PathBuf, KeystoreFile), KeystoreError> {
+/// Reads the keystore file of `home`.
+fn read_file(home: &Path) -> Result<(PathBuf, Vec<u8>), KeystoreError> {
     let path = Keystore::path_in(home);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
+    match fs::read(&path) {
+        Ok(bytes) => Ok((path, bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(KeystoreError::NotFound(home.to_owned()));
+            Err(KeystoreError::NotFound(home.to_owned()))
         }
-        Err(source) => {
-            return Err(KeystoreError::Io {
-                action: "read",
-                path,
-                source,
-            });
-        }
-    };
-    let file: KeystoreFile =
-        serde_json::from_slice(&bytes).map_err(|_| corrupt(&path, "not a keystore file"))?;
-    if file.version != FORMAT_VERSION {
-        return Err(corrupt(&path, "unknown format version"));
+        Err(source) => Err(KeystoreError::Io {
+            action: "read",
+            path,
+            source,
+        }),
     }
-    Ok((path, file))
+}
+
+/// Parses a keystore file without opening anything; `path` only names it
+/// in errors.
+fn parse(path: &Path, bytes: &[u8]) -> Result<KeystoreFile, KeystoreError> {
+    let file: KeystoreFile =
+        serde_json::from_slice(bytes).map_err(|_| corrupt(path, "not a keystore file"))?;
+    if file.version != FORMAT_VERSION {
+        return Err(corrupt(path, "unknown format version"));
+    }
+    Ok(file)
+}
+
+/// A keystore file opened in memory, not yet tied to where it is saved.
+struct Opened {
+    kdf: Kdf,
+    wrapped_data_key: Sealed,
+    data_key: Zeroizing<[u8; 32]>,
+    state: State,
+}
+
+impl Opened {
+    /// Parses `bytes` as a keystore file and opens it with `passphrase`:
+    /// the whole path from untrusted bytes to a state, shared by
+    /// [`Keystore::open`] and [`open_bytes`] (and so by the fuzz target).
+    fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        passphrase: &Secret,
+        limits: &KdfLimits,
+    ) -> Result<Self, KeystoreError> {
+        let file = parse(path, bytes)?;
+        let kek = file.kdf.derive(passphrase, path, limits)?;
+        let data_key_bytes = file
+            .data_key
+            .open(&kek, &file.kdf.aad())
+            .ok_or_else(|| KeystoreError::WrongPassphrase(path.to_owned()))?;
+        let mut data_key = Zeroizing::new([0u8; 32]);
+        if data_key_bytes.len() != data_key.len() {
+            return Err(corrupt(path, "data key has the wrong length"));
+        }
+        data_key.copy_from_slice(&data_key_bytes);
+        Self::unseal(path, file, data_key)
+    }
+
+    fn unseal(
+        path: &Path,
+        file: KeystoreFile,
+        data_key: Zeroizing<[u8; 32]>,
+    ) -> Result<Self, KeystoreError> {
+        let plaintext = file
+            .state
+            .open(&data_key, STATE_AAD)
+            .ok_or_else(|| corrupt(path, "state does not decrypt"))?;
+        let state: State =
+            serde_json::from_slice(&plaintext).map_err(|_| corrupt(path, "state is not valid"))?;
+        Ok(Self {
+            kdf: file.kdf,
+            wrapped_data_key: file.data_key,
+            data_key,
+            state,
+        })
+    }
+
+    fn at(self, path: PathBuf) -> Keystore {
+        Keystore {
+            path,
+            kdf: self.kdf,
+            wrapped_data_key: self.wrapped_data_key,
+            data_key: self.data_key,
+            state: self.state,
+        }
+    }
+}
+
+/// Opens the bytes of a keystore file with `passphrase`, refusing key
+/// derivations costlier than `limits`, and returns what it protects. The
+/// same code as [`Keystore::open`], without a file: for checking a file
+/// from elsewhere, and for fuzzing the parser.
+pub fn open_bytes(
+    bytes: &[u8],
+    passphrase: &Secret,
+    limits: &KdfLimits,
+) -> Result<State, KeystoreError> {
+    Opened::from_bytes(Path::new(FILE_NAME), bytes, passphrase, limits).map(|o| o.state)
 }
 
 /// Serialises into a buffer sized exactly in advance: a growing `Vec`

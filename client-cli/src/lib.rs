@@ -1,10 +1,12 @@
 //! `wardline`, the command-line client of Wardline, secure messaging for
 //! clinical staff.
 //!
-//! * [`keystore`]: this device's secrets, session, message cache,
+//! * [`keystore`]: this device's secrets, session, message cache (each
+//!   message with its envelope, so it can be verified again for an export),
 //!   conversation cursors and contacts' pinned device keys, sealed under a
-//!   random data key that the user's passphrase wraps (Argon2id,
-//!   AES-256-GCM); destroyed first on a wipe.
+//!   random data key that the user's passphrase wraps (Argon2id, its cost
+//!   capped so a hostile file cannot stall the client; AES-256-GCM);
+//!   destroyed first on a wipe.
 //! * [`agent`]: keeps the data key in memory for a while after the
 //!   passphrase is typed (`unlock`/`lock`, idle timeout).
 //! * [`connection`]: the WebSocket connection: requests matched to replies,
@@ -12,7 +14,8 @@
 //!   advice; `ws://` only to this computer.
 //! * [`tls`]: `wss://` with rustls (ring), trusting only the CA or the
 //!   certificate fingerprint the operator names.
-//! * [`sync`]: receiving: pushes opened, verified, cached, acknowledged.
+//! * [`sync`]: receiving: pushes opened, verified, cached, acknowledged;
+//!   usernames of senders and members learnt from the directory.
 //! * [`outgoing`]: sending: conversations resolved by id, title or
 //!   username, messages sealed to the members' current devices.
 //! * [`safety`]: safety numbers to compare device keys in person.
@@ -22,7 +25,9 @@
 //!   times, colour on a terminal) or as JSON lines.
 //! * [`nhs`]: NHS number validation, and spotting one in free text.
 //! * [`commands`]: one module per command group, each with its arguments
-//!   and its `run`; [`cli`]: the command line that names them.
+//!   and its `run` (messaging, conversations, `export` to the health
+//!   record, `admin` governance, ...); [`cli`]: the command line that
+//!   names them.
 //! * [`error`]: the error every command returns.
 //!
 //! Data flows one way: [`cli`] and `main` use commands; commands use the

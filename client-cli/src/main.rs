@@ -61,10 +61,21 @@ fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
 
 async fn dispatch(ctx: &Context, command: Command) -> Result<(), wardline_cli::Error> {
     use commands::{
-        account, admin, chat, conversations, enrol, lock, login, messages, send, verify, wipe,
+        account, admin, chat, conversations, enrol, export, lock, login, messages, register, send,
+        verify, wipe,
     };
     match command {
         Command::Enrol(args) => enrol::run(ctx, args).await,
+        Command::Register(args) => register::run(ctx, args).await,
+        Command::VerifyExport(args) => export::verify(ctx, &args),
+        Command::Export(args) => {
+            // The patient link is confirmed before the passphrase is asked.
+            let prepared = export::prepare(&args)?;
+            with_session(ctx, async |s: &mut Session| {
+                export::run(ctx, s, args, prepared).await
+            })
+            .await
+        }
         Command::Login(args) => login::run(ctx, args).await,
         Command::Whoami => account::whoami(ctx).await,
         Command::Unlock => lock::unlock(ctx),

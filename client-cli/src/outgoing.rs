@@ -29,7 +29,7 @@ trait Courier {
     /// against the pinned ones.
     async fn recipients(&mut self) -> Result<Vec<Recipient>, Error>;
     /// Hands `envelope` to the server.
-    async fn send(&mut self, envelope: Envelope) -> Result<SendOk, ConnectionError>;
+    async fn send(&mut self, envelope: &Envelope) -> Result<SendOk, ConnectionError>;
 }
 
 /// The courier for a real connection; remembers the flags of the last
@@ -48,8 +48,12 @@ impl Courier for Live<'_> {
         Ok(list)
     }
 
-    async fn send(&mut self, envelope: Envelope) -> Result<SendOk, ConnectionError> {
-        self.conn.call(Request::Send(Send { envelope })).await
+    async fn send(&mut self, envelope: &Envelope) -> Result<SendOk, ConnectionError> {
+        self.conn
+            .call(Request::Send(Send {
+                envelope: envelope.clone(),
+            }))
+            .await
     }
 }
 
@@ -57,20 +61,21 @@ impl Courier for Live<'_> {
 /// device list changed between reading it and sending (`invalid_envelope`),
 /// reads it again and reseals once, under the same header and so the same
 /// message id: the server can never store the message twice, and a server
-/// that keeps refusing cannot keep the client looping.
+/// that keeps refusing cannot keep the client looping. Returns the
+/// server's answer and the envelope it accepted.
 async fn seal_and_send(
     courier: &mut impl Courier,
     header: &Header,
     body: &Body,
     secrets: &DeviceSecrets,
-) -> Result<SendOk, Error> {
+) -> Result<(SendOk, Envelope), Error> {
     let mut resealed = false;
     loop {
         let recipients = courier.recipients().await?;
         let sealed = envelope::seal(header.clone(), body, secrets, &recipients)
             .map_err(|e| Error::Refused(format!("cannot seal the message: {e}")))?;
-        match courier.send(sealed).await {
-            Ok(ok) => return Ok(ok),
+        match courier.send(&sealed).await {
+            Ok(ok) => return Ok((ok, sealed)),
             Err(ConnectionError::Server(e))
                 if e.code == ErrorCode::InvalidEnvelope && !resealed =>
             {
@@ -260,8 +265,9 @@ pub async fn deliver(
         members,
         flags: Vec::new(),
     };
-    let ok = seal_and_send(&mut live, header, body, &secrets).await?;
+    let (ok, sealed) = seal_and_send(&mut live, header, body, &secrets).await?;
     let flags = std::mem::take(&mut live.flags);
+    let envelope = StoredMessage::cached_envelope(&sealed, &header.sender_device);
     keystore.state_mut().store_message(StoredMessage {
         conv_id: ok.conv_id.clone(),
         seq: ok.seq,
@@ -271,6 +277,7 @@ pub async fn deliver(
         sent_at: header.sent_at.clone(),
         priority: header.priority,
         body: body.clone(),
+        envelope: Some(envelope),
     });
     Ok(Delivered { ok, flags })
 }
@@ -338,8 +345,8 @@ mod tests {
                 .expect("a device list per attempt"))
         }
 
-        async fn send(&mut self, envelope: Envelope) -> Result<SendOk, ConnectionError> {
-            self.sent.push(envelope);
+        async fn send(&mut self, envelope: &Envelope) -> Result<SendOk, ConnectionError> {
+            self.sent.push(envelope.clone());
             self.answers.pop_front().expect("an answer per send")
         }
     }
@@ -401,8 +408,9 @@ mod tests {
             answers: [refused(ErrorCode::InvalidEnvelope, &[&bob_laptop]), Ok(ok)].into(),
             sent: Vec::new(),
         };
-        let sent = seal_and_send(&mut courier, &header, &body, &secrets).await?;
+        let (sent, accepted) = seal_and_send(&mut courier, &header, &body, &secrets).await?;
         assert_eq!(sent.msg_id, header.msg_id);
+        assert_eq!(key_ids(&accepted), ["d-alice-1", "d-bob-1", "d-bob-2"]);
         let [first, second] = courier.sent.as_slice() else {
             panic!("expected two attempts, got {}", courier.sent.len());
         };

@@ -10,19 +10,21 @@
 //! its `(conv_id, seq)` and not shown again. A message that cannot be opened
 //! is reported and acknowledged (it will never open), and does not stop the
 //! others.
+//!
+//! Envelopes name people by user id only; the usernames of senders,
+//! members and readers this device has not seen yet are fetched with
+//! `users` ([`learn_names`]) so they show by name.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use wardline_protocol::wire::{
     Ack, ConversationChangedPush, ConversationInfo, Conversations, ConversationsOk, Devices,
-    DevicesOk, Empty, Lookup, LookupOk, MessagePush, ReceiptPush, Receipts, ReceiptsOk,
-    UnreadUrgentPush,
+    DevicesOk, Empty, LookupOk, MessagePush, ReceiptPush, Receipts, ReceiptsOk, UnreadUrgentPush,
+    UserInfo, Users,
 };
-use wardline_protocol::{
-    ConversationId, DeviceSecrets, MessageId, Request, UserId, Username, envelope,
-};
+use wardline_protocol::{ConversationId, DeviceSecrets, MessageId, Request, UserId, envelope};
 
-use crate::connection::{Connection, Push};
+use crate::connection::{Connection, ConnectionError, Push};
 use crate::error::Error;
 use crate::keystore::{KeyChange, Keystore, State, StoredMessage};
 
@@ -61,6 +63,27 @@ pub struct Received {
 }
 
 impl Received {
+    /// Everyone this round names: senders, members, readers.
+    fn people(&self) -> Vec<UserId> {
+        let mut out: Vec<UserId> = self
+            .messages
+            .iter()
+            .map(|m| m.sender_user.clone())
+            .collect();
+        out.extend(self.receipts.iter().map(|r| r.user_id.clone()));
+        out.extend(
+            self.unread_urgent
+                .iter()
+                .flat_map(|u| u.unread.iter().cloned()),
+        );
+        out.extend(
+            self.conversations_changed
+                .iter()
+                .flat_map(|c| c.members.iter().cloned()),
+        );
+        out
+    }
+
     fn absorb(&mut self, other: Received) {
         self.messages.extend(other.messages);
         self.problems.extend(other.problems);
@@ -84,60 +107,69 @@ pub async fn catch_up(
         .state_mut()
         .update_conversations(&listed.conversations);
     let received = receive_queued(conn, keystore).await?;
-    learn_names_from_titles(conn, keystore, &listed.conversations).await?;
+    let members: Vec<UserId> = listed
+        .conversations
+        .iter()
+        .flat_map(|c| c.members.iter().cloned())
+        .collect();
+    learn_names(conn, keystore, &members).await?;
     Ok((listed.conversations, received))
 }
 
-/// The most names one [`learn_names_from_titles`] asks the directory about.
-const MAX_NAME_GUESSES: usize = 64;
+/// The most ids one `users` request may name.
+const USERS_PER_REQUEST: usize = 250;
 
-/// Learns the usernames of members known only by id, where the directory
-/// can confirm them. The protocol has no lookup by user id, so a member
-/// added by someone else is known only by id; but conversation titles
-/// usually name the members ("alice & bob", which `wardline send` makes).
-/// Words of the titles that are valid usernames are looked up, and a name
-/// is recorded only when the directory maps it to exactly that member's
-/// id, so a misleading title teaches nothing false.
-async fn learn_names_from_titles(
+/// Directory entries for `users` by id (`users`, in requests of at most
+/// 250 ids), their usernames remembered. Unknown ids are left out.
+pub async fn directory(
     conn: &mut Connection,
     keystore: &mut Keystore,
-    convs: &[ConversationInfo],
+    users: &BTreeSet<UserId>,
+) -> Result<Vec<UserInfo>, Error> {
+    let ids: Vec<UserId> = users.iter().cloned().collect();
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(USERS_PER_REQUEST) {
+        let page: LookupOk = conn
+            .call(Request::Users(Users {
+                user_ids: chunk.to_vec(),
+            }))
+            .await?;
+        let state = keystore.state_mut();
+        for u in page
+            .users
+            .into_iter()
+            .filter(|u| users.contains(&u.user_id))
+        {
+            state.remember_username(&u.user_id, &u.username);
+            found.push(u);
+        }
+    }
+    Ok(found)
+}
+
+/// Learns the usernames of those of `users` this device does not know yet,
+/// so senders and members show by name rather than by id. A server that
+/// cannot answer (one older than `users`) leaves them shown by id; a lost
+/// connection or a wipe order is still an error.
+pub async fn learn_names<'a>(
+    conn: &mut Connection,
+    keystore: &mut Keystore,
+    users: impl IntoIterator<Item = &'a UserId>,
 ) -> Result<(), Error> {
     let state = keystore.state();
-    let unknown: BTreeSet<&UserId> = convs
-        .iter()
-        .flat_map(|c| &c.members)
+    let unknown: BTreeSet<UserId> = users
+        .into_iter()
         .filter(|u| state.username_of(u).is_none())
+        .cloned()
         .collect();
     if unknown.is_empty() {
         return Ok(());
     }
-    let guesses: BTreeSet<String> = convs
-        .iter()
-        .filter(|c| c.members.iter().any(|m| unknown.contains(m)))
-        .flat_map(|c| {
-            c.title
-                .split(|ch: char| !(ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_')))
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .filter(|w| Username::parse(w.as_str()).is_ok() && state.user_named(w).is_none())
-        .take(MAX_NAME_GUESSES)
-        .collect();
-    if guesses.is_empty() {
-        return Ok(());
+    match directory(conn, keystore, &unknown).await {
+        Ok(_) => Ok(()),
+        Err(Error::Connection(ConnectionError::Server(_) | ConnectionError::Protocol(_))) => Ok(()),
+        Err(e) => Err(e),
     }
-    let found: LookupOk = conn
-        .call(Request::Lookup(Lookup {
-            usernames: guesses.into_iter().collect(),
-        }))
-        .await?;
-    let unknown: BTreeSet<UserId> = unknown.into_iter().cloned().collect();
-    let state = keystore.state_mut();
-    for u in found.users.iter().filter(|u| unknown.contains(&u.user_id)) {
-        state.remember_username(&u.user_id, &u.username);
-    }
-    Ok(())
 }
 
 /// Handles every push queued on `conn`, batch by batch, until none is left.
@@ -235,15 +267,18 @@ async fn receive_batch(
             }),
         }
     }
-    if highest.is_empty() && out.conversations_changed.is_empty() {
-        return Ok(out);
+    if !highest.is_empty() || !out.conversations_changed.is_empty() {
+        // Saved before acknowledging: a crash in between means the server
+        // sends it again, and the cache recognises it.
+        keystore.save()?;
+        for (conv_id, seq) in highest {
+            let _: Empty = conn.call(Request::Ack(Ack { conv_id, seq })).await?;
+        }
     }
-    // Saved before acknowledging: a crash in between means the server
-    // sends it again, and the cache recognises it.
-    keystore.save()?;
-    for (conv_id, seq) in highest {
-        let _: Empty = conn.call(Request::Ack(Ack { conv_id, seq })).await?;
-    }
+    // Names are for display only: failing to learn them must not lose this
+    // round (its messages are cached now, so a repeat would not show them
+    // again). A lost connection or a wipe order shows at the next request.
+    let _ = learn_names(conn, keystore, &out.people()).await;
     Ok(out)
 }
 
@@ -312,6 +347,7 @@ pub fn open_one(
         sent_at: e.sent_at.clone(),
         priority: e.priority,
         body,
+        envelope: Some(StoredMessage::cached_envelope(e, &state.device_id)),
     })
 }
 

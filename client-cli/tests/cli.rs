@@ -46,6 +46,9 @@ fn help_lists_every_command() -> TestResult {
         "lock",
         "wipe",
         "admin",
+        "export",
+        "verify-export",
+        "register",
         "completions",
     ] {
         assert!(help.contains(command), "--help lacks {command}:\n{help}");
@@ -243,6 +246,20 @@ fn every_command_s_help_shows_examples() -> TestResult {
         &["admin"],
         &["admin", "wipe"],
         &["admin", "user", "add"],
+        &["admin", "user", "list"],
+        &["admin", "user", "disable"],
+        &["admin", "user", "enable"],
+        &["admin", "user", "reset"],
+        &["admin", "user", "approve"],
+        &["admin", "device", "revoke"],
+        &["admin", "audit"],
+        &["admin", "residency"],
+        &["admin", "incident-mode"],
+        &["admin", "legal-hold"],
+        &["conversation", "retention"],
+        &["register"],
+        &["export"],
+        &["verify-export"],
     ] {
         let out = wardline(dir.path(), &[command, &["--help"]].concat())?;
         assert!(out.status.success(), "{command:?}");
@@ -250,6 +267,85 @@ fn every_command_s_help_shows_examples() -> TestResult {
         assert!(help.contains("Examples:"), "{command:?} --help:\n{help}");
         assert!(help.contains("wardline "), "{command:?} --help:\n{help}");
     }
+    Ok(())
+}
+
+#[test]
+fn governance_arguments_are_checked_before_anything_is_asked() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let long = "x".repeat(201);
+    for (args, needle) in [
+        (
+            &["admin", "user", "disable", "alice", "--reason", " "][..],
+            "a --reason for the",
+        ),
+        (&["admin", "wipe", "d-1", "--reason", &long], "at most 200"),
+        (
+            &["admin", "audit", "--verify", "--audit-key", "not-a-key"],
+            "--audit-key",
+        ),
+        (
+            &[
+                "export",
+                "bob",
+                "--patient",
+                "943 476 5918",
+                "--out",
+                "x.json",
+            ],
+            "check digit",
+        ),
+        (
+            &["export", "bob", "--since", "last week", "--out", "x.json"],
+            "2026-11-23",
+        ),
+    ] {
+        let out = wardline(dir.path(), args)?;
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8(out.stderr)?;
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            !err.contains("passphrase"),
+            "{args:?} asked for the passphrase: {err}"
+        );
+    }
+    let out = wardline(dir.path(), &["admin", "legal-hold", "on", "--reason", "r"])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)?.contains("--user"));
+    Ok(())
+}
+
+#[test]
+fn an_export_never_overwrites_a_file_unless_told() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("notes.json");
+    std::fs::write(&file, "{}")?;
+    let out = wardline(
+        dir.path(),
+        &["export", "bob", "--out", &file.to_string_lossy()],
+    )?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)?.contains("--force"));
+    assert_eq!(std::fs::read_to_string(&file)?, "{}");
+    Ok(())
+}
+
+#[test]
+fn verify_export_refuses_a_file_that_is_not_a_bundle_without_quoting_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("notes.json");
+    std::fs::write(
+        &file,
+        "{\"resourceType\": \"Patient\", \"name\": \"Ada Okafor\"}",
+    )?;
+    let out = wardline(
+        dir.path(),
+        &["--json", "verify-export", &file.to_string_lossy()],
+    )?;
+    assert!(!out.status.success());
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(stdout.contains("export_invalid"), "{stdout}");
+    assert!(!stdout.contains("Okafor"), "{stdout}");
     Ok(())
 }
 

@@ -1,14 +1,16 @@
-//! `wardline conversations` and `wardline conversation create|add|remove`.
+//! `wardline conversations` and `wardline conversation
+//! create|add|remove|retention`.
 
 use clap::{Args, Subcommand};
 use wardline_protocol::wire::{
     ConversationAdd, ConversationCreate, ConversationCreateOk, ConversationInfo,
-    ConversationRemove, Empty,
+    ConversationRemove, ConversationRetention, Conversations, ConversationsOk, Empty,
 };
 use wardline_protocol::{ErrorCode, Priority, Request, UserId};
 
 use super::messages::report_received;
 use super::{Context, Session};
+use crate::connection::ConnectionError;
 use crate::error::Error;
 use crate::keystore::State;
 use crate::outgoing::{lookup_users, resolve_conversation};
@@ -38,6 +40,27 @@ pub enum ConversationCommand {
     /// Remove members from a conversation (name yourself to leave it).
     #[command(after_help = CHANGE_EXAMPLES)]
     Remove(MembersArgs),
+    /// Keep the conversation's messages on the server for DAYS days only
+    /// (at most the deployment's period, 30 days by default).
+    #[command(after_help = RETENTION_EXAMPLES)]
+    Retention(RetentionArgs),
+}
+
+const RETENTION_EXAMPLES: &str = "\
+Examples:
+  wardline conversation retention \"Bed 4 handover\" 7
+  wardline conversation retention bob 1          # your conversation with bob";
+
+/// Arguments of `wardline conversation retention`.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// The conversation: its id, its title, or the username of the person
+    /// in a one-to-one conversation.
+    pub conversation: String,
+    /// Days to keep its messages on the server, from when the server
+    /// stored each one.
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
 }
 
 /// Arguments of `wardline conversation create`.
@@ -142,7 +165,49 @@ pub async fn run(
         ConversationCommand::Create(args) => create(ctx, s, args).await,
         ConversationCommand::Add(args) => change(ctx, s, args, true).await,
         ConversationCommand::Remove(args) => change(ctx, s, args, false).await,
+        ConversationCommand::Retention(args) => retention(ctx, s, args).await,
     }
+}
+
+async fn retention(ctx: &Context, s: &mut Session, args: RetentionArgs) -> Result<(), Error> {
+    let listed: ConversationsOk = s
+        .conn
+        .call(Request::Conversations(Conversations {}))
+        .await?;
+    let conv = resolve_conversation(
+        &mut s.conn,
+        &mut s.keystore,
+        &listed.conversations,
+        &args.conversation,
+        false,
+    )
+    .await?;
+    let days = args.days;
+    let _: Empty = s
+        .conn
+        .call(Request::ConversationRetention(ConversationRetention {
+            conv_id: conv.conv_id.clone(),
+            days,
+        }))
+        .await
+        .map_err(|e| match e {
+            ConnectionError::Server(se) if se.code == ErrorCode::BadRequest => Error::Explained {
+                code: se.code,
+                message: format!(
+                    "{days} days is longer than this deployment keeps any message; choose fewer (the server said: {}).",
+                    se.message
+                ),
+            },
+            other => Error::from(other).explain(&[ErrorCode::NotMember], || {
+                "Only members of a conversation can set how long it is kept.".into()
+            }),
+        })?;
+    ctx.out.emit(&Event::RetentionSet {
+        conv_id: conv.conv_id,
+        days,
+        title: conv.title,
+    })?;
+    Ok(())
 }
 
 async fn create(ctx: &Context, s: &mut Session, args: CreateArgs) -> Result<(), Error> {

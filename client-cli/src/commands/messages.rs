@@ -246,6 +246,8 @@ pub(crate) async fn open_history(
         }
     }
     opened.sort_by_key(|m| m.seq);
+    let senders: Vec<_> = opened.iter().map(|m| m.sender_user.clone()).collect();
+    sync::learn_names(&mut s.conn, &mut s.keystore, &senders).await?;
     Ok((opened, problems))
 }
 

@@ -9,7 +9,7 @@ use wardline_protocol::rng;
 /// Replaces `path` with `bytes`: a temporary file (mode 0600) in the same
 /// directory, fsync, rename over `path`, fsync the directory. A crash leaves
 /// either the old file or the new one, never a mix.
-pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let mut tag = [0u8; 6];
     rng::fill(&mut tag);

@@ -7,8 +7,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use wardline_protocol::wire::ConversationInfo;
 use wardline_protocol::{
-    Body, ConversationId, DeviceId, DeviceSecrets, MessageId, Priority, Region, Secret, Timestamp,
-    UserId, Username, b64,
+    Body, ConversationId, DeviceId, DeviceSecrets, Envelope, MessageId, Priority, Region, Secret,
+    Timestamp, UserId, Username, b64,
 };
 use zeroize::Zeroizing;
 
@@ -82,6 +82,24 @@ pub struct StoredMessage {
     pub priority: Priority,
     /// The decrypted body.
     pub body: Body,
+    /// The envelope as received, its key entries cut down to this device's
+    /// own: with it the message can be opened and verified again later,
+    /// which an export to the health record needs (`wardline export`).
+    /// (Absent in messages cached before exports existed; those are
+    /// fetched again with `history`.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Envelope>,
+}
+
+impl StoredMessage {
+    /// The copy of `envelope` worth caching on `device`: only its own key
+    /// entry opens anything here, and a group message carries one per
+    /// recipient device (up to some 50 KiB).
+    pub fn cached_envelope(envelope: &Envelope, device: &DeviceId) -> Envelope {
+        let mut copy = envelope.clone();
+        copy.keys.retain(|k| k.device_id == *device);
+        copy
+    }
 }
 
 /// What the server said when it registered this device.
@@ -160,19 +178,24 @@ impl State {
     }
 
     /// Adds a message to the cache unless its `(conv_id, seq)` is there
-    /// already; returns whether it was new.
+    /// already; returns whether it was new. A cached message that lacks its
+    /// envelope gets this one's.
     pub fn store_message(&mut self, message: StoredMessage) -> bool {
         let known = self
             .messages
-            .iter()
-            .any(|m| m.conv_id == message.conv_id && m.seq == message.seq);
-        if !known {
-            if let Some(c) = self.conversations.get_mut(&message.conv_id) {
-                c.last_seq = c.last_seq.max(message.seq);
+            .iter_mut()
+            .find(|m| m.conv_id == message.conv_id && m.seq == message.seq);
+        if let Some(m) = known {
+            if m.envelope.is_none() && m.msg_id == message.msg_id {
+                m.envelope = message.envelope;
             }
-            self.messages.push(message);
+            return false;
         }
-        !known
+        if let Some(c) = self.conversations.get_mut(&message.conv_id) {
+            c.last_seq = c.last_seq.max(message.seq);
+        }
+        self.messages.push(message);
+        true
     }
 
     /// Replaces the conversation list with the server's, keeping the read

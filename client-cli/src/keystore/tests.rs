@@ -9,11 +9,7 @@ use wardline_protocol::{
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Cheap enough to open a keystore once per byte of the file.
-const TINY: KdfCost = KdfCost {
-    m_cost_kib: 64,
-    t_cost: 1,
-    p_cost: 1,
-};
+const TINY: KdfCost = KdfCost::custom(64, 1, 1);
 
 const TOKEN: &str = "tok-3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c";
 
@@ -65,6 +61,7 @@ fn round_trips_state_and_secrets() -> TestResult {
             patient: None,
             reply_to: None,
         },
+        envelope: None,
     };
     assert!(ks.state_mut().store_message(stored.clone()));
     assert!(
@@ -144,6 +141,62 @@ fn a_change_to_any_byte_is_detected() -> TestResult {
     }
     fs::write(&path, &original)?;
     assert!(Keystore::open(&home, &Secret::new("correct horse")).is_ok());
+    Ok(())
+}
+
+/// Rewrites the KDF parameters of the keystore file in `home`.
+fn set_kdf(home: &Path, m: u64, t: u64, p: u64) -> TestResult {
+    let path = Keystore::path_in(home);
+    let mut file: serde_json::Value = serde_json::from_slice(&fs::read(&path)?)?;
+    file["kdf"]["m_cost_kib"] = m.into();
+    file["kdf"]["t_cost"] = t.into();
+    file["kdf"]["p_cost"] = p.into();
+    fs::write(&path, serde_json::to_vec(&file)?)?;
+    Ok(())
+}
+
+#[test]
+fn a_file_asking_for_a_costly_key_derivation_is_refused_at_once() -> TestResult {
+    let (_dir, home, _) = fixture()?;
+    // 4 TiB and 2^32 passes: refused before any memory is allocated.
+    for (m, t, p) in [
+        (u64::from(u32::MAX), 1, 1),
+        (64, u64::from(u32::MAX), 1),
+        (64, 1, 255),
+    ] {
+        set_kdf(&home, m, t, p)?;
+        let started = std::time::Instant::now();
+        let err = Keystore::open(&home, &Secret::new("correct horse")).expect_err("too costly");
+        assert!(matches!(err, KeystoreError::KdfTooCostly { .. }), "{err:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(err.to_string().contains("tampered"), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn open_bytes_opens_a_genuine_file_and_honours_the_callers_limits() -> TestResult {
+    let (_dir, home, _) = fixture()?;
+    let bytes = fs::read(Keystore::path_in(&home))?;
+    let pass = Secret::new("correct horse");
+    let state = open_bytes(&bytes, &pass, &KdfLimits::DEFAULT)?;
+    assert_eq!(state.username.as_str(), "alice");
+    let err = open_bytes(&bytes, &pass, &KdfLimits::new(32, 1, 1)).expect_err("over the limit");
+    assert!(matches!(err, KeystoreError::KdfTooCostly { .. }), "{err:?}");
+    let err = open_bytes(&bytes, &Secret::new("wrong"), &KdfLimits::DEFAULT).expect_err("wrong");
+    assert!(matches!(err, KeystoreError::WrongPassphrase(_)), "{err:?}");
+    for junk in [
+        &b""[..],
+        b"{}",
+        b"\xff\xfe",
+        b"[1,2,3]",
+        &bytes[..bytes.len() / 2],
+    ] {
+        assert!(matches!(
+            open_bytes(junk, &pass, &KdfLimits::DEFAULT),
+            Err(KeystoreError::Corrupt { .. })
+        ));
+    }
     Ok(())
 }
 
@@ -407,6 +460,7 @@ fn unread_counts_come_from_the_cache_and_the_read_position() -> TestResult {
             patient: None,
             reply_to: None,
         },
+        envelope: None,
     };
     assert!(state.store_message(message(1, &bob)));
     assert!(state.store_message(message(2, &me)));
@@ -450,5 +504,25 @@ fn the_agents_data_key_opens_only_its_own_keystore() -> TestResult {
     let wrong = Keystore::open_with_data_key(&other_home, keystore.data_key().clone());
     assert!(matches!(wrong, Err(KeystoreError::WrongPassphrase(_))));
     drop(secrets);
+    Ok(())
+}
+
+#[test]
+fn the_fuzz_seed_is_a_genuine_keystore_within_the_fuzz_targets_limits() -> TestResult {
+    // Regenerate with `cargo run -p wardline-cli --example keystore_fuzz_seeds
+    // -- fuzz/seeds/keystore_file` if the format changes.
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/keystore_file");
+    let pass = Secret::new("fuzz keystore passphrase");
+    let limits = KdfLimits::new(64, 2, 1);
+    let state = open_bytes(&fs::read(seed.join("genuine.json"))?, &pass, &limits)?;
+    assert_eq!(state.username.as_str(), "fuzz.seed");
+    for damaged in [
+        "truncated.json",
+        "flipped-byte.json",
+        "costly-kdf.json",
+        "future-version.json",
+    ] {
+        assert!(open_bytes(&fs::read(seed.join(damaged))?, &pass, &limits).is_err());
+    }
     Ok(())
 }

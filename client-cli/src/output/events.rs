@@ -5,12 +5,16 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use wardline_protocol::wire::{DeviceStatus, ReceiptKind, WipeState};
+use wardline_protocol::wire::{
+    AccountInfo, AdminResidencyOk, DeviceStatus, ReceiptKind, WipeState,
+};
 use wardline_protocol::{
     BodyKind, ConversationId, DeviceId, MessageId, Priority, Role, Secret, Timestamp, UserId,
     Username,
 };
 
+use super::governance::{AccountChange, AuditRow};
+use super::record::{ExportSummary, VerifiedEntry};
 use crate::keystore::DeviceStanding;
 
 /// Something a command reports.
@@ -218,6 +222,122 @@ pub enum Event {
         reason: String,
         /// Whether the server received the signed confirmation.
         confirmed: bool,
+    },
+    /// One account (`wardline admin user list`).
+    Account(AccountInfo),
+    /// An account was disabled, enabled or approved.
+    AccountChanged {
+        /// The account.
+        user_id: UserId,
+        /// Its username.
+        username: Username,
+        /// What changed.
+        change: AccountChange,
+    },
+    /// An account's credentials were reset: a new enrolment code.
+    UserReset {
+        /// The account.
+        user_id: UserId,
+        /// Its username.
+        username: Username,
+        /// One-time enrolment code to hand to the user.
+        enrol_code: Secret,
+        /// When the code stops working.
+        expires_at: Timestamp,
+    },
+    /// A device was revoked.
+    DeviceRevoked {
+        /// The device.
+        device_id: DeviceId,
+    },
+    /// One audit log entry.
+    AuditEntry(AuditRow),
+    /// The whole audit chain was fetched and verified.
+    AuditVerified {
+        /// How many entries were checked.
+        entries: usize,
+        /// The first entry kept (earlier ones were pruned behind a checkpoint).
+        first_seq: u64,
+        /// The last entry.
+        last_seq: u64,
+        /// Whether a signed checkpoint vouches for a pruned prefix.
+        checkpoint: bool,
+        /// The audit key checkpoints were checked against (base64).
+        audit_key: String,
+        /// `given` (--audit-key) or `server` (the key in the server's reply).
+        audit_key_source: &'static str,
+    },
+    /// What is stored where (`wardline admin residency`).
+    Residency(AdminResidencyOk),
+    /// Self-registration was opened or closed.
+    IncidentMode {
+        /// Whether it is open now.
+        enabled: bool,
+    },
+    /// A legal hold was placed or lifted.
+    LegalHold {
+        /// The user held, if a user.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<UserId>,
+        /// The conversation held, if a conversation.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conv_id: Option<ConversationId>,
+        /// Placed (true) or lifted.
+        hold: bool,
+        /// For people only.
+        #[serde(skip)]
+        subject: String,
+    },
+    /// Self-registration (incident mode): an account awaiting approval.
+    Registered {
+        /// The account.
+        user_id: UserId,
+        /// Its username.
+        username: Username,
+        /// One-time enrolment code.
+        enrol_code: Secret,
+        /// When the code stops working.
+        expires_at: Timestamp,
+        /// For people only: the `enrol` command line to run next.
+        #[serde(skip)]
+        enrol_hint: String,
+    },
+    /// A conversation's retention period was set.
+    RetentionSet {
+        /// The conversation.
+        conv_id: ConversationId,
+        /// Days its messages are kept.
+        days: u32,
+        /// For people only.
+        #[serde(skip)]
+        title: String,
+    },
+    /// A health-record export was written.
+    Exported(ExportSummary),
+    /// An export was POSTed to a FHIR server.
+    Posted {
+        /// The server's base URL.
+        url: String,
+        /// Its HTTP status.
+        http_status: u16,
+        /// Resources it created.
+        created: usize,
+        /// Resources it already held (a repeated export).
+        already_present: usize,
+    },
+    /// One entry of a checked export (`wardline verify-export`).
+    ExportEntry(VerifiedEntry),
+    /// The outcome of `wardline verify-export`.
+    ExportChecked {
+        /// The file.
+        file: PathBuf,
+        /// Entries checked.
+        entries: usize,
+        /// Entries that failed.
+        failed: usize,
+        /// Entries whose signing key could not be compared with one this
+        /// device pinned.
+        keys_unknown: usize,
     },
     /// The command failed (JSON mode only; people read standard error).
     Error {

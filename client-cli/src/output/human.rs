@@ -5,8 +5,8 @@ use wardline_protocol::wire::{DeviceStatus, ReceiptKind, WipeState};
 use wardline_protocol::{BodyKind, Priority};
 
 use super::events::{ConversationRow, DeviceRow, Event, MessageView, SafetyRow, WhoamiView};
-use super::time::{Now, ago, clock_time, date, until};
-use super::{clean, describe_secs};
+use super::time::{Now, ago, clock_time, datetime, until};
+use super::{clean, describe_secs, governance, record};
 use crate::keystore::DeviceStanding;
 use crate::nhs::NhsNumber;
 
@@ -283,6 +283,75 @@ pub fn render(event: &Event, style: Style, now: &Now) -> (String, Stream) {
             )),
             Stderr,
         ),
+        Event::Account(a) => (governance::account_table(&[a], style), Stdout),
+        Event::AccountChanged {
+            username, change, ..
+        } => (governance::account_changed(username, *change), Stdout),
+        Event::UserReset {
+            username,
+            enrol_code,
+            expires_at,
+            ..
+        } => (
+            governance::user_reset(username, enrol_code, &short_utc(expires_at.as_str())),
+            Stdout,
+        ),
+        Event::DeviceRevoked { device_id } => (governance::device_revoked(device_id), Stdout),
+        Event::AuditEntry(e) => (governance::audit_table(&[e], style, now), Stdout),
+        Event::AuditVerified {
+            entries,
+            first_seq,
+            last_seq,
+            checkpoint,
+            audit_key,
+            audit_key_source,
+        } => (
+            style.good(&governance::audit_verified(
+                *entries,
+                (*first_seq, *last_seq),
+                checkpoint.then_some((audit_key.as_str(), *audit_key_source)),
+            )),
+            Stdout,
+        ),
+        Event::Residency(r) => (governance::residency(r, style), Stdout),
+        Event::IncidentMode { enabled } => (governance::incident_mode(*enabled, style), Stdout),
+        Event::LegalHold { hold, subject, .. } => (governance::legal_hold(*hold, subject), Stdout),
+        Event::Registered {
+            username,
+            enrol_code,
+            expires_at,
+            enrol_hint,
+            ..
+        } => (
+            governance::registered(
+                username,
+                enrol_code,
+                &short_utc(expires_at.as_str()),
+                enrol_hint,
+            ),
+            Stdout,
+        ),
+        Event::RetentionSet { days, title, .. } => (
+            governance::retention_set(*days, &style.bold(&clean(title))),
+            Stdout,
+        ),
+        Event::Exported(e) => (record::exported(e, style), Stdout),
+        Event::Posted {
+            url,
+            http_status,
+            created,
+            already_present,
+        } => (
+            record::posted(url, *http_status, *created, *already_present),
+            Stdout,
+        ),
+        Event::ExportEntry(e) => (record::verified_entry(e, style), Stdout),
+        Event::ExportChecked {
+            entries,
+            failed,
+            keys_unknown,
+            ..
+        } => (record::checked(*entries, *failed, *keys_unknown, style), Stdout),
         Event::Error { message, .. } => (format!("wardline: {message}"), Stderr),
     }
 }
@@ -453,13 +522,13 @@ pub fn device_table(rows: &[&DeviceRow], style: Style, now: &Now) -> String {
                 state,
                 d.last_seen
                     .as_ref()
-                    .map_or_else(|| style.dim("never"), |t| ago(t, now)),
-                date(&d.created_at, now),
+                    .map_or_else(|| style.dim("never"), |t| clock_time(t, now)),
+                datetime(&d.created_at, now),
             ]
         })
         .collect();
     let mut out = table(
-        &["DEVICE", "NAME", "STATE", "LAST SEEN", "REGISTERED"],
+        &["DEVICE", "NAME", "STATE", "LAST SEEN", "ADDED"],
         &cells,
         style,
     );
@@ -497,6 +566,6 @@ pub fn safety_block(s: &SafetyRow, style: Style, now: &Now) -> String {
 }
 
 /// `2026-11-23 07:31` from the wire form.
-fn short_utc(s: &str) -> String {
+pub(super) fn short_utc(s: &str) -> String {
     format!("{} {}", &s[..10], &s[11..16])
 }

@@ -9,7 +9,10 @@
 //! terminal, so a message cannot rewrite the screen or disguise itself.
 
 mod events;
+pub mod governance;
 pub mod human;
+pub mod progress;
+pub mod record;
 pub mod time;
 
 use std::io::{self, IsTerminal as _, Write as _};
@@ -113,6 +116,32 @@ impl Output {
                 Stream::Stdout,
             );
         }
+        let accounts: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Account(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        if accounts.len() == events.len() {
+            return self.print(
+                &governance::account_table(&accounts, self.style),
+                Stream::Stdout,
+            );
+        }
+        let audit: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::AuditEntry(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        if audit.len() == events.len() {
+            return self.print(
+                &governance::audit_table(&audit, self.style, &now),
+                Stream::Stdout,
+            );
+        }
         if matches!(events.first(), Some(Event::SafetyNumber(_))) {
             let blocks: Vec<String> = events
                 .iter()
@@ -167,6 +196,11 @@ fn qr_code(text: &str) -> Option<String> {
             .quiet_zone(true)
             .build(),
     )
+}
+
+/// `1 entry`, `2 entries`.
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// `5 min` for a number of seconds.

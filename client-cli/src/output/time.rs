@@ -88,6 +88,22 @@ pub fn until(t: &Timestamp, now: &Now) -> String {
     }
 }
 
+/// `2026-11-23 07:31:54` in the local zone: an exact time, for logs.
+pub fn datetime(t: &Timestamp, now: &Now) -> String {
+    match now.local(t.unix_millis()) {
+        Some(at) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second()
+        ),
+        None => t.as_str().to_owned(),
+    }
+}
+
 /// `23 Nov 2026`.
 pub fn date(t: &Timestamp, now: &Now) -> String {
     const MONTHS: [&str; 12] = [
@@ -154,5 +170,17 @@ mod tests {
         assert_eq!(ago(&at("2026-01-02T09:00:00.000Z"), &n), "2 Jan 2026");
         assert_eq!(until(&at("2026-11-29T12:00:00.000Z"), &n), "in 6 days");
         assert_eq!(until(&at("2026-11-23T11:00:00.000Z"), &n), "ended");
+    }
+
+    #[test]
+    fn exact_times_are_local_to_the_second() {
+        let n = Now {
+            offset: UtcOffset::from_hms(1, 0, 0).expect("valid"),
+            ..now("2026-06-01T12:00:00.000Z")
+        };
+        assert_eq!(
+            datetime(&at("2026-06-01T07:31:54.123Z"), &n),
+            "2026-06-01 08:31:54"
+        );
     }
 }

@@ -55,11 +55,11 @@ impl Frontend for Lines {
                     msg_id: *msg_id,
                     seq: *seq,
                 },
-                Update::Receipt(r) => Event::Receipt {
+                Update::Receipt(r, username) => Event::Receipt {
                     conv_id: r.conv_id.clone(),
                     seq: r.seq,
                     user_id: r.user_id.clone(),
-                    username: None,
+                    username: username.clone(),
                     kind: r.kind,
                 },
                 Update::Notice(level, text) => Event::Warning {

@@ -290,7 +290,10 @@ fn absorb(chat: &mut Chat, s: &Session, r: Received) -> Vec<Update> {
     }
     for r in &r.receipts {
         if chat.receipt(r) {
-            updates.push(Update::Receipt(r.clone()));
+            updates.push(Update::Receipt(
+                r.clone(),
+                state.username_of(&r.user_id).cloned(),
+            ));
         }
     }
     for u in &r.unread_urgent {

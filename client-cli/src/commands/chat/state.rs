@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use wardline_protocol::wire::{ConversationInfo, ReceiptKind, ReceiptPush, ReceiptsOk};
 use wardline_protocol::{
-    Body, BodyKind, ConversationId, Header, MessageId, Priority, Timestamp, UserId,
+    Body, BodyKind, ConversationId, Header, MessageId, Priority, Timestamp, UserId, Username,
 };
 
 use crate::keystore::{State, StoredMessage};
@@ -74,8 +74,9 @@ pub enum Update {
         /// Its sequence number.
         seq: u64,
     },
-    /// A receipt for the user's messages.
-    Receipt(ReceiptPush),
+    /// A receipt for the user's messages, with the member's username when
+    /// known.
+    Receipt(ReceiptPush, Option<Username>),
     /// A notice.
     Notice(Level, String),
     /// The connection went down or came back.

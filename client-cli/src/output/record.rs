@@ -1,0 +1,184 @@
+//! What `wardline export` and `wardline verify-export` report, and its
+//! human form.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use wardline_protocol::{ConversationId, DeviceId, MessageId, Username};
+
+use super::human::Style;
+use super::{clean, plural};
+
+/// What an export wrote and what it left out.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportSummary {
+    /// The bundle file.
+    pub file: PathBuf,
+    /// Messages exported.
+    pub messages: usize,
+    /// `collection` or `transaction`.
+    pub bundle_type: &'static str,
+    /// The conversation.
+    pub conv_id: ConversationId,
+    /// Exported with the patient given by `--patient` (they named none).
+    pub linked_by_exporter: usize,
+    /// Left out: about another patient than `--patient`.
+    pub other_patient: usize,
+    /// Left out: no patient tag, and no `--patient` given.
+    pub no_patient: usize,
+    /// Left out: could not be opened and verified again on this device.
+    pub unverifiable: usize,
+    /// For people only.
+    #[serde(skip)]
+    pub conv_title: String,
+}
+
+/// How a disclosed signing key compares with what this device knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyCheck {
+    /// It is the key this device pinned for the signing device.
+    Matches,
+    /// This device pinned another key for that device: not its signature.
+    Differs,
+    /// This device has never seen the signing device.
+    UnknownDevice,
+    /// Not compared: no keystore here, or the entry discloses no key.
+    NotChecked,
+}
+
+/// One entry of a checked export.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifiedEntry {
+    /// The Communication's `fullUrl`.
+    pub full_url: Option<String>,
+    /// The signed message id.
+    pub msg_id: Option<MessageId>,
+    /// The signing device.
+    pub sender_device: Option<DeviceId>,
+    /// Its owner, when this device knows the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_username: Option<Username>,
+    /// Every check that failed (empty: the entry verifies).
+    pub failures: Vec<String>,
+    /// The signing key against this device's pinned keys.
+    pub key: KeyCheck,
+    /// No check failed and the key is not someone else's.
+    pub ok: bool,
+}
+
+/// The summary line of an export.
+pub fn exported(s: &ExportSummary, style: Style) -> String {
+    let mut lines = vec![style.good(&format!(
+        "Exported {} of {} to {} (FHIR R4 {} bundle).",
+        plural(s.messages, "message", "messages"),
+        clean(&s.conv_title),
+        s.file.display(),
+        s.bundle_type
+    ))];
+    if s.linked_by_exporter > 0 {
+        lines.push(format!(
+            "{} no patient and {} linked to the patient you gave; the record shows you made that link.",
+            plural(s.linked_by_exporter, "of them names", "of them name"),
+            if s.linked_by_exporter == 1 { "is" } else { "are" }
+        ));
+    }
+    let mut left = Vec::new();
+    if s.other_patient > 0 {
+        left.push(format!("{} about another patient", s.other_patient));
+    }
+    if s.no_patient > 0 {
+        left.push(format!(
+            "{} naming no patient (give --patient NHS_NUMBER to link them)",
+            s.no_patient
+        ));
+    }
+    if s.unverifiable > 0 {
+        left.push(format!(
+            "{} that could not be verified again (see the warnings above)",
+            s.unverifiable
+        ));
+    }
+    if !left.is_empty() {
+        lines.push(format!("Left out: {}.", left.join("; ")));
+    }
+    lines.push(format!(
+        "The file holds patient information: keep it safe, and delete it once it is in the record. Check it with `wardline verify-export {}`.",
+        s.file.display()
+    ));
+    lines.join("\n")
+}
+
+/// After `export --post`.
+pub fn posted(url: &str, status: u16, created: usize, existing: usize) -> String {
+    let mut line = format!("Posted to {url} (HTTP {status})");
+    if created + existing > 0 {
+        line.push_str(&format!(
+            ": the FHIR server created {} and already held {} (each message is a Communication and its Provenance).",
+            plural(created, "resource", "resources"),
+            existing
+        ));
+    } else {
+        line.push('.');
+    }
+    line
+}
+
+/// One line per checked entry.
+pub fn verified_entry(e: &VerifiedEntry, style: Style) -> String {
+    let id = e
+        .msg_id
+        .map(|m| m.to_string())
+        .or_else(|| e.full_url.clone())
+        .unwrap_or_else(|| "(entry without an id)".into());
+    let signer = match (&e.sender_username, &e.sender_device) {
+        (Some(u), Some(d)) => format!("device {d} of {u}"),
+        (None, Some(d)) => format!("device {d}"),
+        _ => "an unnamed device".into(),
+    };
+    let key = match e.key {
+        KeyCheck::Matches => "its key matches the one pinned on this device".to_owned(),
+        KeyCheck::Differs => style.alarm(
+            "its key is NOT the one this device pinned for that device: the signature is not that device's",
+        ),
+        KeyCheck::UnknownDevice => style.warn(
+            "its key could not be checked: this device has never seen that device (compare it with the trust's directory)",
+        ),
+        KeyCheck::NotChecked => style.warn("its key was not checked against a pinned key"),
+    };
+    if e.ok {
+        format!("{}  {id}: signed by {signer}; {key}", style.good("ok    "))
+    } else {
+        let mut why = e.failures.clone();
+        if e.key == KeyCheck::Differs {
+            why.push(key);
+        } else if e.sender_device.is_some() {
+            why.push(format!("signed by {signer}"));
+        }
+        format!("{}  {id}: {}", style.alarm("FAILED"), why.join("; "))
+    }
+}
+
+/// The closing line of `verify-export`.
+pub fn checked(entries: usize, failed: usize, keys_unknown: usize, style: Style) -> String {
+    let mut line = match (failed, entries) {
+        (0, 1) => style.good(
+            "The entry verifies: its text is exactly what its sender's device signed.",
+        ),
+        (0, n) => style.good(&format!(
+            "All {n} entries verify: each text is exactly what its sender's device signed."
+        )),
+        (f, n) => style.alarm(&format!(
+            "{f} of {} FAILED: do not rely on {}; the file was changed after export, or was not made by Wardline.",
+            plural(n, "entry", "entries"),
+            if f == 1 { "it" } else { "them" }
+        )),
+    };
+    if keys_unknown > 0 {
+        line.push_str(&format!(
+            "\n{} signed by a key this device could not compare with a pinned key.",
+            plural(keys_unknown, "entry is", "entries are")
+        ));
+    }
+    line
+}

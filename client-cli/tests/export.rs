@@ -1,0 +1,354 @@
+//! Exports to the health record through the `wardline` binary against the
+//! real server: what is chosen, the patient rule, re-verification, the file
+//! itself, and `verify-export` catching a changed character.
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::time::Duration;
+
+use support::client::{Client, events, ward};
+use support::{Run, Running};
+use wardline_cli::keystore::Keystore;
+use wardline_protocol::Secret;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const ADA: &str = "9434765919";
+const BEN: &str = "4010232137";
+
+fn ok(run: &Run) {
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+}
+
+fn note(from: &Client, to: &str, text: &str, patient: Option<&str>) -> String {
+    let mut args = vec!["--json", "send", to, text, "--kind", "clinical-note"];
+    if let Some(p) = patient {
+        args.extend(["--patient", p]);
+    }
+    let sent = from.run(&args);
+    ok(&sent);
+    sent.event("sent")["msg_id"]
+        .as_str()
+        .expect("a message id")
+        .to_owned()
+}
+
+fn export(who: &Client, out: &Path, extra: &[&str]) -> Run {
+    let out = out.to_string_lossy();
+    who.run(&[&["--json", "export", "alice", "--out", &out], extra].concat())
+}
+
+fn texts(bundle: &serde_json::Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| e["resource"]["payload"][0]["contentString"].as_str())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_clinical_note_exports_verifies_and_a_changed_character_is_caught() -> TestResult {
+    let (_server, root, _admin, alice, bob) = ward();
+    let id = note(&alice, "bob", "Start IV co-amoxiclav 1.2 g tds", Some(ADA));
+    ok(&alice.run(&["send", "bob", "Thanks, see you at handover"]));
+    ok(&bob.run(&["inbox"]));
+
+    let file = root.path().join("bed4.json");
+    let exported = export(&bob, &file, &[]);
+    ok(&exported);
+    let summary = exported.event("exported");
+    assert_eq!(summary["messages"], 1, "the ordinary message stays out");
+    assert_eq!(summary["bundle_type"], "collection");
+    assert_eq!(summary["file"], file.to_string_lossy().as_ref());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&file)?.permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let text = std::fs::read_to_string(&file)?;
+    assert!(text.contains("\n  \""), "pretty JSON");
+    let bundle: serde_json::Value = serde_json::from_str(&text)?;
+    assert_eq!(texts(&bundle), ["Start IV co-amoxiclav 1.2 g tds"]);
+    let comm = &bundle["entry"][0]["resource"];
+    assert_eq!(comm["sender"]["identifier"]["value"], "alice");
+    assert_eq!(comm["sender"]["display"], "alice");
+    assert_eq!(comm["recipient"][0]["identifier"]["value"], "bob");
+    assert_eq!(comm["subject"]["identifier"]["value"], ADA);
+    let enterer = &bundle["entry"][1]["resource"]["agent"][1]["who"]["identifier"]["value"];
+    assert_eq!(*enterer, "bob");
+
+    let checked = bob.run(&["--json", "verify-export", &file.to_string_lossy()]);
+    ok(&checked);
+    let entry = checked.event("export_entry");
+    assert_eq!(entry["msg_id"], id.as_str());
+    assert_eq!(entry["key"], "matches");
+    assert_eq!(entry["sender_username"], "alice");
+    assert_eq!(checked.event("export_checked")["failed"], 0);
+    // Anyone can check it; without a keystore the keys are not compared.
+    let stranger = Client::new(&root, "stranger");
+    let anyone = stranger.run(&["--json", "verify-export", &file.to_string_lossy()]);
+    ok(&anyone);
+    assert_eq!(anyone.event("export_entry")["key"], "not_checked");
+
+    let forged = root.path().join("forged.json");
+    std::fs::write(&forged, text.replace("1.2 g tds", "1.2 g qds"))?;
+    let caught = bob.run(&["--json", "verify-export", &forged.to_string_lossy()]);
+    assert!(!caught.ok);
+    assert_eq!(caught.code, Some(1));
+    let error = caught.event("error");
+    assert_eq!(error["code"], "export_invalid");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains(&id)),
+        "{error}"
+    );
+    assert!(
+        caught.event("export_entry")["failures"]
+            .as_array()
+            .is_some_and(|f| f
+                .iter()
+                .any(|x| x.as_str().is_some_and(|x| x.contains("text differs"))))
+    );
+    let human = bob.run(&["verify-export", &forged.to_string_lossy()]);
+    assert!(human.stdout.contains("FAILED"), "{}", human.stdout);
+
+    // The sender can export her own message too: it was sealed to her device.
+    let own = root.path().join("own.json");
+    let out = alice.run(&[
+        "--json",
+        "export",
+        "bob",
+        "--out",
+        &own.to_string_lossy(),
+        "--transaction",
+    ]);
+    ok(&out);
+    assert_eq!(out.event("exported")["bundle_type"], "transaction");
+    ok(&alice.run(&["verify-export", &own.to_string_lossy()]));
+    Ok(())
+}
+
+#[test]
+fn another_patients_messages_stay_out_and_untagged_ones_need_a_confirmed_link() -> TestResult {
+    let (_server, root, _admin, alice, bob) = ward();
+    note(&alice, "bob", "Ada: repeat ECG", Some(ADA));
+    note(&alice, "bob", "Ben: stop warfarin", Some(BEN));
+    note(&alice, "bob", "Bed 4 to be reviewed by the registrar", None);
+    ok(&bob.run(&["inbox"]));
+
+    let declined = root.path().join("declined.json");
+    let run = bob.run_answering(
+        &[
+            "--json",
+            "export",
+            "alice",
+            "--patient",
+            "943 476 5919",
+            "--out",
+            &declined.to_string_lossy(),
+        ],
+        "n",
+    );
+    ok(&run);
+    let s = run.event("exported");
+    assert_eq!(
+        (
+            s["messages"].as_u64(),
+            s["other_patient"].as_u64(),
+            s["no_patient"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+
+    let confirmed = root.path().join("confirmed.json");
+    let run = bob.run_answering(
+        &[
+            "--json",
+            "export",
+            "alice",
+            "--patient",
+            "943 476 5919",
+            "--out",
+            &confirmed.to_string_lossy(),
+        ],
+        "y",
+    );
+    ok(&run);
+    let s = run.event("exported");
+    assert_eq!(
+        (s["messages"].as_u64(), s["linked_by_exporter"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let bundle: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&confirmed)?)?;
+    assert_eq!(
+        texts(&bundle),
+        ["Ada: repeat ECG", "Bed 4 to be reviewed by the registrar"]
+    );
+    assert!(!std::fs::read_to_string(&confirmed)?.contains("warfarin"));
+    ok(&bob.run(&["verify-export", &confirmed.to_string_lossy()]));
+
+    // Without --patient, the untagged note cannot go in.
+    let plain = root.path().join("plain.json");
+    let run = export(&bob, &plain, &[]);
+    ok(&run);
+    assert_eq!(run.event("exported")["messages"], 2);
+    assert_eq!(run.event("exported")["no_patient"], 1);
+    Ok(())
+}
+
+#[test]
+fn an_export_of_nothing_says_why_and_writes_nothing() {
+    let (_server, root, _admin, alice, bob) = ward();
+    ok(&alice.run(&["send", "bob", "Coffee?"]));
+    ok(&bob.run(&["inbox"]));
+    let file = root.path().join("none.json");
+    let run = export(&bob, &file, &[]);
+    assert!(!run.ok);
+    assert!(run.stderr.contains("--kind all"), "{}", run.stderr);
+    assert!(!file.exists());
+    let old = export(&bob, &file, &["--kind", "all", "--until", "2020-01-01"]);
+    assert!(!old.ok);
+    assert!(old.stderr.contains("time window"), "{}", old.stderr);
+}
+
+#[test]
+fn messages_cached_before_exports_existed_are_fetched_again_and_kept() -> TestResult {
+    let (_server, root, _admin, alice, bob) = ward();
+    note(&alice, "bob", "Ada: repeat ECG", Some(ADA));
+    ok(&bob.run(&["inbox"]));
+    // Strip the envelope from the cache, as an older client kept it.
+    let pass = Secret::new(bob.passphrase.as_str());
+    let mut keystore = Keystore::open(&bob.home, &pass)?;
+    for m in &mut keystore.state_mut().messages {
+        m.envelope = None;
+    }
+    keystore.save()?;
+
+    let file = root.path().join("refetched.json");
+    let run = export(&bob, &file, &[]);
+    ok(&run);
+    assert_eq!(run.event("exported")["messages"], 1);
+    ok(&bob.run(&["verify-export", &file.to_string_lossy()]));
+    let keystore = Keystore::open(&bob.home, &pass)?;
+    assert!(
+        keystore
+            .state()
+            .messages
+            .iter()
+            .all(|m| m.envelope.is_some())
+    );
+    assert!(events(&run, "warning").is_empty(), "{}", run.stdout);
+    Ok(())
+}
+
+/// A FHIR server that takes one POST, answers with a chunked
+/// transaction-response creating every entry, and hands back the request.
+fn fake_fhir_server() -> std::io::Result<(u16, std::thread::JoinHandle<(String, serde_json::Value)>)>
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("a connection");
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("a read timeout");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        let (head, body) = loop {
+            let n = conn.read(&mut buf).expect("the request");
+            assert!(n > 0, "the request ended early");
+            raw.extend_from_slice(&buf[..n]);
+            let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("a Content-Length");
+            if raw.len() >= end + 4 + len {
+                break (head, raw[end + 4..end + 4 + len].to_vec());
+            }
+        };
+        let bundle: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        let entries = bundle["entry"].as_array().map_or(0, Vec::len);
+        let answer = serde_json::json!({
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": vec![serde_json::json!({"response": {"status": "201 Created"}}); entries],
+        })
+        .to_string();
+        let (a, b) = answer.split_at(answer.len() / 2);
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        )
+        .expect("the answer");
+        (head, bundle)
+    });
+    Ok((port, server))
+}
+
+#[test]
+fn an_export_is_posted_to_a_fhir_server_as_a_transaction() -> TestResult {
+    let (_server, root, _admin, alice, bob) = ward();
+    note(&alice, "bob", "Ada: repeat ECG", Some(ADA));
+    ok(&bob.run(&["inbox"]));
+    let (port, fhir) = fake_fhir_server()?;
+    let file = root.path().join("posted.json");
+    let url = format!("http://127.0.0.1:{port}/fhir/r4");
+    let mut command = bob.command(&[
+        "--json",
+        "export",
+        "alice",
+        "--out",
+        &file.to_string_lossy(),
+        "--post",
+        &url,
+    ]);
+    command.env("WARDLINE_FHIR_TOKEN", "tok-123");
+    let run = Running::start(&mut command).finish();
+    ok(&run);
+    assert_eq!(run.event("exported")["bundle_type"], "transaction");
+    let posted = run.event("posted");
+    assert_eq!(
+        (posted["http_status"].as_u64(), posted["created"].as_u64()),
+        (Some(200), Some(2))
+    );
+    let (head, bundle) = fhir.join().map_err(|_| "the FHIR server failed")?;
+    assert!(head.starts_with("POST /fhir/r4 HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("Authorization: Bearer tok-123"), "{head}");
+    assert!(
+        head.contains("Content-Type: application/fhir+json"),
+        "{head}"
+    );
+    assert_eq!(bundle["type"], "transaction");
+    assert_eq!(bundle["entry"][0]["request"]["method"], "POST");
+
+    let remote = bob.run(&[
+        "export",
+        "alice",
+        "--out",
+        &root.path().join("x.json").to_string_lossy(),
+        "--post",
+        "http://fhir.trust.nhs.uk/r4",
+    ]);
+    assert!(!remote.ok);
+    assert!(remote.stderr.contains("https://"), "{}", remote.stderr);
+    assert!(
+        !root.path().join("x.json").exists(),
+        "refused before anything was done"
+    );
+    Ok(())
+}
