@@ -329,7 +329,7 @@ fn a_wipe_reaches_a_chatting_device_at_once_an_offline_one_at_its_next_command_a
 fn an_exported_clinical_note_verifies_and_a_one_character_change_is_caught() {
     let root = tempfile::tempdir().expect("temp dir");
     let server = ServerProcess::start(&root.path().join("server-data"));
-    let (_admin, clinicians) = deployment(root.path(), &server, &["alice", "bob"]);
+    let (admin, clinicians) = deployment(root.path(), &server, &["alice", "bob"]);
     let [alice, bob] = &clinicians[..] else {
         unreachable!("two clinicians")
     };
@@ -354,6 +354,14 @@ fn an_exported_clinical_note_verifies_and_a_one_character_change_is_caught() {
     assert_eq!(summary["bundle_type"], "collection");
     let bundle = std::fs::read_to_string(&file).expect("the bundle");
     assert!(bundle.contains(NOTE) && bundle.contains(PATIENT));
+    // The export is in the server's audit log: which message, where to, by
+    // which device; never the content.
+    let log = admin.run(&["admin", "audit", "--kind", "record_export"]);
+    ok(&log);
+    assert!(
+        log.stdout.contains(&msg_id) && !log.stdout.contains(NOTE),
+        "{log:?}"
+    );
 
     let checked = bob.run(&["verify-export", &file.to_string_lossy()]);
     ok(&checked);

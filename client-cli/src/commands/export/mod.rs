@@ -310,6 +310,8 @@ pub async fn run(
             prepared.out.display()
         ))
     })?;
+    let msg_ids: Vec<_> = exported.iter().map(|m| m.envelope.msg_id).collect();
+    record_in_audit(s, &msg_ids, &prepared.out.display().to_string()).await?;
     ctx.out.emit(&Event::Exported(ExportSummary {
         file: prepared.out,
         messages: exported.len(),
@@ -326,6 +328,7 @@ pub async fn run(
             .ok()
             .filter(|t| !t.is_empty());
         let posted = post::post(target, &bytes, token.as_deref()).await?;
+        record_in_audit(s, &msg_ids, target.url()).await?;
         ctx.out.emit(&Event::Posted {
             url: target.url().to_owned(),
             http_status: posted.status,
@@ -333,6 +336,24 @@ pub async fn run(
             already_present: posted.existing,
         })?;
     }
+    Ok(())
+}
+
+/// Tells the server which messages went where, for its audit log (rule R8:
+/// every transcription to the record is attributable). Content never leaves.
+async fn record_in_audit(
+    s: &mut Session,
+    msg_ids: &[wardline_protocol::MessageId],
+    destination: &str,
+) -> Result<(), Error> {
+    let req = wardline_protocol::Request::ExportRecord(wardline_protocol::wire::ExportRecord {
+        msg_ids: msg_ids.to_vec(),
+        destination: destination.to_owned(),
+    });
+    s.conn
+        .call::<wardline_protocol::wire::Empty>(req)
+        .await
+        .map_err(Error::from)?;
     Ok(())
 }
 
