@@ -202,7 +202,9 @@ fn send_receipts(
     let after = from.max(to.saturating_sub(RECEIPT_SCAN as u64));
     let mut newest: BTreeMap<UserId, u64> = BTreeMap::new();
     // Read exactly the acknowledged range, never past `to`.
-    let count = usize::try_from(to - after).unwrap_or(RECEIPT_SCAN).min(RECEIPT_SCAN);
+    let count = usize::try_from(to - after)
+        .unwrap_or(RECEIPT_SCAN)
+        .min(RECEIPT_SCAN);
     for m in state.store.messages_after(conv, after, count)? {
         if m.seq > to {
             break;
