@@ -162,8 +162,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let data_key = std::env::var("WARDLINE_DATA_KEY").ok();
     let server = Server::open(config.clone(), data_key.as_deref(), Clock::system())
         .context("cannot start the server")?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = listen(config.listen)
         .with_context(|| format!("cannot listen on {} (listen)", config.listen))?;
     let ops = match config.admin_listen {
         Some(addr) => Some(
@@ -205,6 +204,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     server.run(listener, ops, rx).await;
     Ok(())
+}
+
+/// Binds with a deep accept queue: `TcpListener::bind` listens with 128, and a
+/// reconnect storm of a few hundred clients then overflows it into one-second
+/// SYN retransmits (docs/PERFORMANCE.md). The kernel caps it at somaxconn.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 async fn shutdown_signal() {

@@ -25,7 +25,9 @@ fn ws_config() -> WebSocketConfig {
     // connection should cost kilobytes, not tungstenite's 128 KiB default.
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        // Frames of one turn are fed, then flushed together: a small buffer
+        // lets one send(2) carry them instead of one per frame.
+        .write_buffer_size(16 * 1024)
         .max_write_buffer_size(MAX_READ_BYTES * 2)
         .max_message_size(Some(MAX_READ_BYTES))
         .max_frame_size(Some(MAX_READ_BYTES))
