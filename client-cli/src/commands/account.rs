@@ -41,7 +41,16 @@ pub async fn devices(ctx: &Context, s: &mut Session) -> Result<(), Error> {
         .conn
         .call(Request::DeviceList(DeviceList { user_id: None }))
         .await?;
-    let me = &s.keystore.state().device_id;
+    emit_devices(ctx, &s.keystore.state().device_id, listed)
+}
+
+/// Prints a `device_list` answer, marking the device in use (shared by
+/// `wardline devices` and `wardline admin devices`).
+pub(crate) fn emit_devices(
+    ctx: &Context,
+    me: &wardline_protocol::DeviceId,
+    listed: DeviceListOk,
+) -> Result<(), Error> {
     let rows: Vec<Event> = listed
         .devices
         .into_iter()

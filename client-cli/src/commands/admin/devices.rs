@@ -6,12 +6,12 @@ use wardline_protocol::wire::{
     AdminDeviceRevoke, AdminWipe, AdminWipeStatus, DeviceList, DeviceListOk, Empty, WipeOk,
     WipeStatusOk,
 };
-use wardline_protocol::{DeviceId, DevicePublicKeys, ErrorCode, Request};
+use wardline_protocol::{DeviceId, ErrorCode, Request};
 
 use super::{DEVICE_EXAMPLES, Reason, not_found, refused, resolve_user};
 use crate::commands::{Context, Session};
 use crate::error::Error;
-use crate::output::{DeviceRow, Event};
+use crate::output::Event;
 
 /// Arguments of `wardline admin devices`.
 #[derive(Debug, Args)]
@@ -70,28 +70,7 @@ pub(super) async fn list(ctx: &Context, s: &mut Session, args: DevicesArgs) -> R
         println!("{username} has no devices yet (they have not enrolled).");
         return Ok(());
     }
-    let me = &s.keystore.state().device_id;
-    let rows: Vec<Event> = listed
-        .devices
-        .into_iter()
-        .map(|d| {
-            Event::Device(DeviceRow {
-                this_device: d.device_id == *me,
-                fingerprint: DevicePublicKeys {
-                    kem_pk: d.kem_pk,
-                    sig_pk: d.sig_pk,
-                }
-                .fingerprint(),
-                device_id: d.device_id,
-                name: d.name,
-                state: d.state,
-                created_at: d.created_at,
-                last_seen: d.last_seen,
-            })
-        })
-        .collect();
-    ctx.out.emit_all(&rows)?;
-    Ok(())
+    crate::commands::account::emit_devices(ctx, &s.keystore.state().device_id, listed)
 }
 
 pub(super) async fn revoke(ctx: &Context, s: &mut Session, args: RevokeArgs) -> Result<(), Error> {
