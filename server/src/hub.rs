@@ -209,14 +209,12 @@ impl Hub {
     pub fn deliver(&self, batch: Vec<Committed>) {
         for m in batch {
             for (device, entry) in &m.envelope.entries {
-                if !self.conns.contains_key(device) {
-                    continue;
-                }
-                let frame = render_message_push(&m.conv_id, m.seq, &m.envelope, Some(entry));
+                // Rendered per connection, only for devices connected here:
+                // one render and no copy for the usual single connection.
                 self.offer(device, || Outbound::Message {
                     conv_id: m.conv_id.clone(),
                     seq: m.seq,
-                    frame: frame.clone(),
+                    frame: render_message_push(&m.conv_id, m.seq, &m.envelope, Some(entry)),
                 });
             }
         }
