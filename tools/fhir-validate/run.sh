@@ -3,7 +3,10 @@
 #   * fhir.resources 8.x, R4B models (pydantic 2)
 #   * fhir.resources 6.4, R4 models, FHIR 4.0.1 (pydantic 1)
 #   * verify_export.py: the documented signature check, in Python
-# on sample bundles written by `cargo test -p wardline-protocol --test record`.
+# on sample bundles written by `cargo test -p wardline-protocol --test record`;
+# then `wardline export --post` against endpoint.py, a FHIR endpoint that
+# checks what it receives with the same validators (check_endpoint.py first
+# checks the endpoint itself; then the client test export_post, which must run).
 # The virtual environments live under the cargo target directory and are
 # reused while their requirements file is unchanged.
 #
@@ -92,6 +95,29 @@ expect_reject "$target/fhir-venv-r4b/bin/python" "$here/validate.py" "$broken/no
 expect_reject "$target/fhir-venv-r4/bin/python" "$here/validate.py" "$broken/not-fhir.json"
 expect_reject "$target/fhir-venv-r4b/bin/python" "$here/verify_export.py" "$broken/tampered.json"
 echo "fhir-validate: broken bundles: $rejected of 3 rejected as they should be"
+
+# The endpoint for `export --post`: first on its own (it must accept a valid
+# transaction, find it again, and refuse broken bundles and bad tokens) ...
+# (run counts a tool that prints no summary as failing each file it was given.)
+files=("$samples/transaction.json")
+run "$target/fhir-venv-r4b/bin/python" "$here/check_endpoint.py" "$samples/transaction.json"
+# ... then with the client: the test skips itself when WARDLINE_FHIR_PYTHON is
+# unset, so it is told the validators are required, and must say it ran.
+if out="$(cd "$repo" && WARDLINE_FHIR_PYTHON="$target/fhir-venv-r4b/bin/python" WARDLINE_FHIR_REQUIRED=1 \
+    cargo test --quiet -p wardline-cli --test export_post 2>&1)"; then
+    test_ok=1
+else
+    test_ok=0
+fi
+printf '%s\n' "$out" >&2
+if ((test_ok)) && grep -q '^export_post: endpoint.py .* validated and accepted' <<<"$out"; then
+    echo "fhir-validate: wardline export --post to endpoint.py: passed"
+    passed=$((passed + 1))
+else
+    echo "fhir-validate: FAIL: wardline export --post to endpoint.py (cargo test -p wardline-cli --test export_post) failed or did not run" >&2
+    failed=$((failed + 1))
+    status=1
+fi
 
 echo "fhir-validate: $passed passed, $failed failed"
 exit "$status"

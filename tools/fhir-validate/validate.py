@@ -74,7 +74,13 @@ def check_file(path, bundle_model, model_for, validate):
             data = json.load(f)
     except (OSError, ValueError) as e:
         return [f"cannot read JSON: {e}"]
-    if data.get("resourceType") != "Bundle":
+    return check_bundle(data, bundle_model, model_for, validate)
+
+
+def check_bundle(data, bundle_model, model_for, validate):
+    """A list of problems with a parsed bundle; empty when it is valid.
+    (Also used by endpoint.py on what it receives.)"""
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
         return ["resourceType is not Bundle"]
     problems = []
     json_rules(data, "Bundle", problems)
@@ -83,10 +89,15 @@ def check_file(path, bundle_model, model_for, validate):
     except Exception as e:  # pydantic's ValidationError differs between v1 and v2
         problems.append(f"Bundle: {e}")
     entries = data.get("entry") or []
+    if not isinstance(entries, list):
+        return problems + ["Bundle.entry is not an array"]
     if not entries:
         problems.append("the bundle has no entries")
     for i, entry in enumerate(entries):
-        resource = entry.get("resource") or {}
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            problems.append(f"entry[{i}] has no resource")
+            continue
         kind = resource.get("resourceType")
         try:
             validate(model_for(kind), resource)

@@ -83,7 +83,12 @@ def check(communication, provenance):
 
 def verify_file(path):
     with open(path, encoding="utf-8") as fh:
-        bundle = json.load(fh)
+        return verify_bundle(json.load(fh))
+
+
+def verify_bundle(bundle):
+    """(Communication fullUrl, failed checks) for each Communication of a
+    parsed bundle. (Also used by endpoint.py on what it receives.)"""
     entries = [(e.get("fullUrl"), e["resource"]) for e in bundle.get("entry", [])]
     results = []
     for url, comm in entries:
