@@ -65,7 +65,7 @@ impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let key = zeroize::Zeroizing::new([7u8; 32]);
-        let store = SledStore::open(dir.path(), &key).expect("opens the store");
+        let store = SledStore::open(dir.path(), &key, 0).expect("opens the store");
         let (envelope, sender) = split_envelope();
         Self {
             store,

@@ -56,6 +56,9 @@ pub struct Config {
     pub outbound_queue: usize,
     /// Bytes a connection may fall behind by before it is disconnected.
     pub outbound_queue_bytes: usize,
+    /// Writes are refused while the data directory's disk has less than
+    /// this many MiB available, before sled could fail on a full disk.
+    pub min_free_mb: u64,
     /// Requests per second a connection may sustain.
     pub rate_per_sec: u32,
     /// Requests a connection may send in a burst.
@@ -138,6 +141,7 @@ impl Config {
             max_connections: 20_000,
             outbound_queue: 1024,
             outbound_queue_bytes: 4 * 1024 * 1024,
+            min_free_mb: 256,
             rate_per_sec: 100,
             rate_burst: 400,
             idle_timeout_ms: 90_000,
@@ -319,6 +323,8 @@ pub struct LimitsSection {
     pub outbound_queue: Option<usize>,
     /// Bytes a slow reader may fall behind by.
     pub outbound_queue_bytes: Option<usize>,
+    /// Free disk space (MiB) below which writes are refused.
+    pub min_free_mb: Option<u64>,
     /// Sustained requests per second per connection.
     pub rate_per_sec: Option<u32>,
     /// Burst of requests per connection.
@@ -379,6 +385,7 @@ impl FileConfig {
                 max_connections: Some(c.max_connections),
                 outbound_queue: Some(c.outbound_queue),
                 outbound_queue_bytes: Some(c.outbound_queue_bytes),
+                min_free_mb: Some(c.min_free_mb),
                 rate_per_sec: Some(c.rate_per_sec),
                 rate_burst: Some(c.rate_burst),
                 idle_timeout_secs: Some(c.idle_timeout_ms / 1000),
@@ -441,6 +448,9 @@ impl FileConfig {
         }
         if let Some(v) = self.limits.outbound_queue_bytes {
             c.outbound_queue_bytes = v;
+        }
+        if let Some(v) = self.limits.min_free_mb {
+            c.min_free_mb = v;
         }
         if let Some(v) = self.limits.rate_per_sec {
             c.rate_per_sec = v;

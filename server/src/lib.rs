@@ -93,7 +93,11 @@ impl Server {
         let fresh = !dir.join("store").exists();
         std::fs::create_dir_all(dir)?;
         let (key, _) = store::load_or_create_data_key(dir, data_key_env, fresh)?;
-        let sled = SledStore::open(&dir.join("store"), &key)?;
+        let sled = SledStore::open(
+            &dir.join("store"),
+            &key,
+            config.min_free_mb.saturating_mul(1024 * 1024),
+        )?;
         let store: Arc<dyn Store> = Arc::new(sled);
         let store_for_audit = store.clone();
         let metrics = Arc::new(metrics::Metrics::default());
@@ -122,7 +126,7 @@ impl Server {
             metrics,
         });
         let bootstrap_code = admin::bootstrap(&state)?;
-        audit::record(
+        let started = audit::record(
             &state,
             audit::Event::new("server_started", None, None, "ok").reason(&format!(
                 "region {}, tls {}, rate {}/s burst {}, max connections {}",
@@ -132,8 +136,17 @@ impl Server {
                 state.config.rate_burst,
                 state.config.max_connections
             )),
-        )
-        .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
+        );
+        match (started, state.store.write_refusal()) {
+            (Ok(()), _) => {}
+            // Serve reads anyway: clinicians can still see what they have.
+            (Err(e), Some(why)) => tracing::error!(
+                error = %e,
+                "could not record the start in the audit log, since writes are refused ({why}); \
+                 starting for reads"
+            ),
+            (Err(e), None) => return Err(StartError::Io(std::io::Error::other(e.to_string()))),
+        }
         Ok(Self {
             state,
             bootstrap_code,

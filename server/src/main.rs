@@ -56,6 +56,10 @@ struct Args {
     /// Most simultaneous client connections.
     #[arg(long, env = "WARDLINE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Refuse writes while the data directory's disk has less than this
+    /// many MiB free (limits.min_free_mb).
+    #[arg(long, env = "WARDLINE_MIN_FREE_MB")]
+    min_free_mb: Option<u64>,
     /// Print the effective configuration (no secrets) and exit.
     #[arg(long)]
     print_config: bool,
@@ -100,6 +104,9 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(v) = args.max_connections {
         c.max_connections = v;
+    }
+    if let Some(v) = args.min_free_mb {
+        c.min_free_mb = v;
     }
     c.validate()?;
     Ok(c)

@@ -61,12 +61,19 @@ pub struct ServerProcess {
     pub url: String,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// `127.0.0.1:PORT` of the operators' listener (`/healthz`, `/metrics`).
+    pub admin_addr: String,
     _stdout: std::thread::JoinHandle<()>,
 }
 
 impl ServerProcess {
     /// Starts the server on an ephemeral loopback port and waits until it listens.
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// [`Self::start`] with extra command-line flags.
+    pub fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
         let mut child = Command::new(bin("wardline-server"))
             .args([
                 "--listen",
@@ -76,6 +83,7 @@ impl ServerProcess {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(flags)
             .env("WARDLINE_LOG", "warn")
             // Return freed memory at once, so RSS measures live memory.
             .env("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
@@ -91,10 +99,14 @@ impl ServerProcess {
                 let _ = tx.send(line);
             }
         });
+        let mut admin_addr = String::new();
         let url = loop {
             let line = rx
                 .recv_timeout(STEP)
                 .expect("server prints its address within 30 s");
+            if let Some(rest) = line.strip_prefix("admin listening on http://") {
+                admin_addr = rest.trim().to_string();
+            }
             if let Some(rest) = line.strip_prefix("listening on ") {
                 break rest.trim().to_string();
             }
@@ -102,6 +114,7 @@ impl ServerProcess {
         Self {
             child,
             url,
+            admin_addr,
             data_dir: data_dir.to_path_buf(),
             _stdout: reader,
         }
@@ -125,6 +138,24 @@ impl ServerProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map(|kb| kb * 1024)
             .expect("VmRSS line")
+    }
+
+    /// `GET /healthz`: the status code and body.
+    pub fn healthz(&self) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let mut tcp = std::net::TcpStream::connect(&self.admin_addr).expect("admin listener");
+        tcp.set_read_timeout(Some(STEP)).expect("read timeout");
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .expect("request");
+        let mut reply = String::new();
+        tcp.read_to_string(&mut reply).expect("reply");
+        let status = reply
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (status, body.to_string())
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.

@@ -10,6 +10,7 @@ pub mod model;
 mod rekey;
 mod seal;
 mod sled_store;
+mod space;
 mod writer;
 
 pub use data_key::{DataKeySource, load_or_create_data_key};
@@ -191,4 +192,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Makes every write so far durable: on disk, past the drive's cache.
     fn sync(&self) -> Result<()>;
+
+    /// Why writes are refused right now, if they are: the disk is nearly
+    /// full or read-only (writes resume by themselves once it is not), or a
+    /// write failed (a restart is needed). Reads go on regardless.
+    fn write_refusal(&self) -> Option<&'static str>;
 }

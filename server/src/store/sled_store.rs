@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use super::keys;
 use super::model::*;
 use super::seal::Sealer;
+use super::space::Space;
 use super::{Result, Store, StoreError};
 
 const KEY_CHECK: &[u8] = b"wardline data key check v1";
@@ -38,7 +39,7 @@ struct Cache {
 
 fn cached<K, V>(
     map: &DashMap<K, (u64, V)>,
-    generation: &AtomicU64,
+    g: u64,
     key: &K,
     load: impl FnOnce() -> Result<V>,
 ) -> Result<V>
@@ -46,9 +47,9 @@ where
     K: std::hash::Hash + Eq + Clone,
     V: Clone,
 {
-    // Read the generation before the store: a write that lands in between
-    // bumps it, so the entry stored below is already stale and never used.
-    let g = generation.load(Ordering::Acquire);
+    // The caller reads the generation `g` before the store: a write that
+    // lands in between bumps it, so the entry stored below is already stale
+    // and never used.
     if let Some(e) = map.get(key)
         && e.0 == g
     {
@@ -63,14 +64,12 @@ fn bump(generation: &AtomicU64) {
     generation.fetch_add(1, Ordering::AcqRel);
 }
 
-/// sled-backed [`Store`].
+/// The open sled database and its trees.
 #[derive(Debug)]
-pub struct SledStore {
-    cache: Cache,
+struct Db {
     db: sled::Db,
     /// sled's main file, fdatasync'd after each flush (see [`Store::sync`]).
     data_file: File,
-    sealer: Sealer,
     users: sled::Tree,
     usernames: sled::Tree,
     enrolments: sled::Tree,
@@ -87,10 +86,8 @@ pub struct SledStore {
     meta: sled::Tree,
 }
 
-impl SledStore {
-    /// Opens (or creates) the store in `dir` with the data key. A key that does
-    /// not match the data already there is refused with [`StoreError::WrongKey`].
-    pub fn open(dir: &Path, data_key: &Zeroizing<[u8; 32]>) -> Result<Self> {
+impl Db {
+    fn open(dir: &Path) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             // sled's own periodic fsync is redundant: `sync` does it per batch.
@@ -101,9 +98,7 @@ impl SledStore {
             .open()?;
         let data_file = File::open(dir.join("db"))?;
         let t = |name: &str| db.open_tree(name);
-        let store = Self {
-            cache: Cache::default(),
-            sealer: Sealer::new(data_key),
+        Ok(Self {
             users: t("users")?,
             usernames: t("usernames")?,
             enrolments: t("enrolments")?,
@@ -120,22 +115,79 @@ impl SledStore {
             meta: t("meta")?,
             data_file,
             db,
+        })
+    }
+
+    /// Makes every write so far durable: on disk, past the drive's cache.
+    fn sync(&self) -> Result<()> {
+        self.db.flush()?;
+        // sled's flush ends in sync_file_range, which flushes neither the
+        // drive's write cache nor metadata; fdatasync makes it durable.
+        self.data_file.sync_data()?;
+        Ok(())
+    }
+}
+
+/// sled-backed [`Store`].
+#[derive(Debug)]
+pub struct SledStore {
+    cache: Cache,
+    sealer: Sealer,
+    db: Db,
+    space: Space,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir` with the data key. A key that does
+    /// not match the data already there is refused with [`StoreError::WrongKey`].
+    /// Writes are refused while the disk has less than `min_free` bytes
+    /// available (see `space`).
+    pub fn open(dir: &Path, data_key: &Zeroizing<[u8; 32]>, min_free: u64) -> Result<Self> {
+        let store = Self {
+            cache: Cache::default(),
+            sealer: Sealer::new(data_key),
+            db: Db::open(dir)?,
+            space: Space::new(dir.to_path_buf(), min_free),
         };
         store.check_key()?;
         Ok(store)
     }
 
+    /// Runs a read.
+    fn read<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
+        f(&self.db)
+    }
+
+    /// Runs a write, unless the disk is too full for it (see `space`).
+    fn write<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
+        self.space.allow_write()?;
+        self.space.check(f(&self.db))
+    }
+
+    /// Runs a write that needs no new room: making what was already
+    /// written durable. Refusing it would leave a batch that was let in
+    /// half-done, visible to reads but never acknowledged.
+    fn finish<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
+        self.space.allow_finish()?;
+        self.space.check(f(&self.db))
+    }
+
+    /// A kind's cache generation: changes whenever that kind is written.
+    fn generation(&self, kind: &AtomicU64) -> u64 {
+        kind.load(Ordering::Acquire)
+    }
+
     fn check_key(&self) -> Result<()> {
-        match self.meta.get(b"key_check")? {
+        match self.read(|d| Ok(d.meta.get(b"key_check")?))? {
             Some(v) => match self.sealer.open("meta", b"key_check", &v) {
                 Ok(plain) if plain == KEY_CHECK => Ok(()),
                 _ => Err(StoreError::WrongKey),
             },
-            None => {
+            None => self.write(|d| {
                 let sealed = self.sealer.seal("meta", b"key_check", KEY_CHECK);
-                self.meta.insert(b"key_check", sealed)?;
-                self.sync()
-            }
+                d.meta.insert(b"key_check", sealed)?;
+                d.sync()
+            }),
         }
     }
 
@@ -192,7 +244,7 @@ impl SledStore {
 
 impl Store for SledStore {
     fn has_users(&self) -> Result<bool> {
-        Ok(!self.users.is_empty())
+        self.read(|d| Ok(!d.users.is_empty()))
     }
 
     fn insert_user(&self, user: &User) -> Result<()> {
@@ -200,92 +252,95 @@ impl Store for SledStore {
         let id_sealed = self
             .sealer
             .seal("usernames", &idx, user.id.as_str().as_bytes());
-        // Claim the username atomically: two admins racing for one name get
-        // one success and one conflict.
-        match self
-            .usernames
-            .compare_and_swap(&idx, None as Option<&[u8]>, Some(id_sealed))?
-        {
-            Ok(()) => self.put_user(user),
-            Err(_) => Err(StoreError::Conflict),
-        }
+        self.write(|d| {
+            // Claim the username atomically: two admins racing for one name
+            // get one success and one conflict.
+            match d
+                .usernames
+                .compare_and_swap(&idx, None as Option<&[u8]>, Some(id_sealed))?
+            {
+                Ok(()) => self.put_user_in(d, user),
+                Err(_) => Err(StoreError::Conflict),
+            }
+        })
     }
 
     fn put_user(&self, user: &User) -> Result<()> {
-        self.put(&self.users, "users", &keys::id(user.id.as_str()), user)?;
-        bump(&self.cache.users_gen);
-        Ok(())
+        self.write(|d| self.put_user_in(d, user))
     }
 
     fn user(&self, id: &UserId) -> Result<Option<User>> {
-        cached(&self.cache.users, &self.cache.users_gen, id, || {
-            self.get(&self.users, "users", &keys::id(id.as_str()))
+        let g = self.generation(&self.cache.users_gen);
+        cached(&self.cache.users, g, id, || {
+            self.read(|d| self.get(&d.users, "users", &keys::id(id.as_str())))
         })
     }
 
     fn user_id_by_username(&self, name: &Username) -> Result<Option<UserId>> {
         let idx = self.sealer.index_key("username", name.as_str());
-        match self.usernames.get(&idx)? {
-            None => Ok(None),
-            Some(v) => {
-                let raw = self.sealer.open("usernames", &idx, &v)?;
-                let s = String::from_utf8(raw).map_err(|_| StoreError::Corrupt("user id"))?;
-                UserId::parse(s)
-                    .map(Some)
-                    .map_err(|_| StoreError::Corrupt("user id"))
-            }
-        }
+        let Some(v) = self.read(|d| Ok(d.usernames.get(&idx)?))? else {
+            return Ok(None);
+        };
+        let raw = self.sealer.open("usernames", &idx, &v)?;
+        let s = String::from_utf8(raw).map_err(|_| StoreError::Corrupt("user id"))?;
+        UserId::parse(s)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("user id"))
     }
 
     fn put_enrolment(&self, code_hash: &[u8; 32], e: &Enrolment) -> Result<()> {
-        self.put(&self.enrolments, "enrolments", code_hash, e)
+        self.write(|d| self.put(&d.enrolments, "enrolments", code_hash, e))
     }
 
     fn enrolment(&self, code_hash: &[u8; 32]) -> Result<Option<Enrolment>> {
-        self.get(&self.enrolments, "enrolments", code_hash)
+        self.read(|d| self.get(&d.enrolments, "enrolments", code_hash))
     }
 
     fn remove_enrolment(&self, code_hash: &[u8; 32]) -> Result<()> {
-        self.enrolments.remove(code_hash)?;
-        Ok(())
+        self.write(|d| {
+            d.enrolments.remove(code_hash)?;
+            Ok(())
+        })
     }
 
-    fn put_device(&self, d: &Device) -> Result<()> {
-        self.put(&self.devices, "devices", &keys::id(d.id.as_str()), d)?;
-        self.user_devices
-            .insert(keys::user_device(&d.user_id, &d.id), &[])?;
-        bump(&self.cache.devices_gen);
-        Ok(())
+    fn put_device(&self, dev: &Device) -> Result<()> {
+        self.write(|d| {
+            self.put(&d.devices, "devices", &keys::id(dev.id.as_str()), dev)?;
+            d.user_devices
+                .insert(keys::user_device(&dev.user_id, &dev.id), &[])?;
+            bump(&self.cache.devices_gen);
+            Ok(())
+        })
     }
 
     fn device(&self, id: &DeviceId) -> Result<Option<Device>> {
-        self.get(&self.devices, "devices", &keys::id(id.as_str()))
+        self.read(|d| self.device_in(d, id))
     }
 
     fn devices_of(&self, user: &UserId) -> Result<Vec<Device>> {
-        cached(
-            &self.cache.devices_of,
-            &self.cache.devices_gen,
-            user,
-            || self.load_devices_of(user),
-        )
+        let g = self.generation(&self.cache.devices_gen);
+        cached(&self.cache.devices_of, g, user, || {
+            self.read(|d| self.load_devices_of(d, user))
+        })
     }
 
     fn set_last_seen(&self, device: &DeviceId, at_ms: i64) -> Result<()> {
         // Not a change the send path cares about: no cache invalidation.
-        if let Some(mut d) = self.device(device)? {
-            d.last_seen = Some(at_ms);
-            self.put(&self.devices, "devices", &keys::id(d.id.as_str()), &d)?;
-        }
-        Ok(())
+        self.write(|d| {
+            if let Some(mut dev) = self.device_in(d, device)? {
+                dev.last_seen = Some(at_ms);
+                self.put(&d.devices, "devices", &keys::id(dev.id.as_str()), &dev)?;
+            }
+            Ok(())
+        })
     }
 
     fn put_wipe(&self, w: &WipeOrder) -> Result<()> {
-        self.put(&self.wipes, "wipes", w.wipe_id.as_bytes(), w)
+        self.write(|d| self.put(&d.wipes, "wipes", w.wipe_id.as_bytes(), w))
     }
 
     fn wipe(&self, wipe_id: &str) -> Result<Option<WipeOrder>> {
-        self.get(&self.wipes, "wipes", wipe_id.as_bytes())
+        self.read(|d| self.get(&d.wipes, "wipes", wipe_id.as_bytes()))
     }
 
     fn purge_device_entries(
@@ -296,76 +351,347 @@ impl Store for SledStore {
     ) -> Result<usize> {
         let start = keys::message(conv, after.saturating_add(1));
         let end = keys::message(conv, u64::MAX);
-        let mut purged = 0;
-        for kv in self.messages.range(start..=end) {
-            let (k, v) = kv?;
-            let mut m: StoredMessage = self.decode("messages", &k, &v)?;
-            let before = m.envelope.entries.len();
-            m.envelope.entries.retain(|(d, _)| d != device);
-            if m.envelope.entries.len() != before {
-                self.put(&self.messages, "messages", &k, &m)?;
-                purged += 1;
+        self.write(|d| {
+            let mut purged = 0;
+            for kv in d.messages.range(start..=end) {
+                let (k, v) = kv?;
+                let mut m: StoredMessage = self.decode("messages", &k, &v)?;
+                let before = m.envelope.entries.len();
+                m.envelope.entries.retain(|(dev, _)| dev != device);
+                if m.envelope.entries.len() != before {
+                    self.put(&d.messages, "messages", &k, &m)?;
+                    purged += 1;
+                }
             }
-        }
-        Ok(purged)
+            Ok(purged)
+        })
     }
 
     fn put_session(&self, token_hash: &[u8; 32], s: &Session) -> Result<()> {
-        self.put(&self.sessions, "sessions", token_hash, s)
+        self.write(|d| self.put(&d.sessions, "sessions", token_hash, s))
     }
 
     fn session(&self, token_hash: &[u8; 32]) -> Result<Option<Session>> {
-        self.get(&self.sessions, "sessions", token_hash)
+        self.read(|d| self.get(&d.sessions, "sessions", token_hash))
     }
 
     fn remove_session(&self, token_hash: &[u8; 32]) -> Result<()> {
-        self.sessions.remove(token_hash)?;
-        Ok(())
+        self.write(|d| {
+            d.sessions.remove(token_hash)?;
+            Ok(())
+        })
     }
 
     fn insert_conversation(&self, c: &Conversation) -> Result<()> {
+        self.write(|d| self.insert_conversation_in(d, c))
+    }
+
+    fn update_conversation(&self, c: &Conversation, removed: &[UserId]) -> Result<()> {
+        self.write(|d| {
+            self.insert_conversation_in(d, c)?;
+            for m in removed {
+                d.user_convs.remove(keys::user_conv(m, &c.id))?;
+                bump(&self.cache.convs_gen);
+            }
+            Ok(())
+        })
+    }
+
+    fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>> {
+        let g = self.generation(&self.cache.convs_gen);
+        cached(&self.cache.convs, g, id, || {
+            self.read(|d| self.get(&d.conversations, "conversations", &keys::id(id.as_str())))
+        })
+    }
+
+    fn conversations_of(&self, user: &UserId) -> Result<Vec<ConversationId>> {
+        self.read(|d| {
+            d.user_convs
+                .scan_prefix(keys::prefix(user.as_str()))
+                .map(|kv| {
+                    let (k, _) = kv?;
+                    keys::second(&k)
+                        .and_then(|s| ConversationId::parse(s).ok())
+                        .ok_or(StoreError::Corrupt("conversation index key"))
+                })
+                .collect()
+        })
+    }
+
+    fn append_messages(&self, batch: &[NewMessage], now_ms: i64) -> Result<Vec<Appended>> {
+        self.write(|d| self.append_messages_in(d, batch, now_ms))
+    }
+
+    fn find_message(
+        &self,
+        id: &wardline_protocol::MessageId,
+    ) -> Result<Option<(ConversationId, u64)>> {
+        self.read(|d| self.stored_msg_id(d, &keys::msg_id_index(id)))
+    }
+
+    fn urgent_watches(&self) -> Result<Vec<UrgentWatch>> {
+        self.read(|d| {
+            d.messages
+                .scan_prefix(keys::URGENT_PREFIX)
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    self.decode("messages", &k, &v)
+                })
+                .collect()
+        })
+    }
+
+    fn put_urgent_watch(&self, w: &UrgentWatch) -> Result<()> {
+        self.write(|d| self.put(&d.messages, "messages", &keys::urgent(&w.conv_id, w.seq), w))
+    }
+
+    fn remove_urgent_watch(&self, conv: &ConversationId, seq: u64) -> Result<()> {
+        self.write(|d| {
+            d.messages.remove(keys::urgent(conv, seq))?;
+            Ok(())
+        })
+    }
+
+    fn last_seq(&self, conv: &ConversationId) -> Result<u64> {
+        self.read(|d| last_seq_in(d, conv))
+    }
+
+    fn messages_after(
+        &self,
+        conv: &ConversationId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        let start = keys::message(conv, after.saturating_add(1));
+        let end = keys::message(conv, u64::MAX);
+        self.read(|d| {
+            d.messages
+                .range(start..=end)
+                .take(limit)
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    self.decode("messages", &k, &v)
+                })
+                .collect()
+        })
+    }
+
+    fn cursor(&self, device: &DeviceId, conv: &ConversationId) -> Result<u64> {
+        self.read(|d| self.seq_at(&d.cursors, "cursors", &keys::cursor(device, conv)))
+    }
+
+    fn advance_cursor(&self, device: &DeviceId, conv: &ConversationId, seq: u64) -> Result<u64> {
+        self.write(|d| self.raise_seq(&d.cursors, "cursors", &keys::cursor(device, conv), seq))
+    }
+
+    fn read_cursor(&self, user: &UserId, conv: &ConversationId) -> Result<u64> {
+        self.read(|d| self.seq_at(&d.reads, "reads", &keys::user_conv(user, conv)))
+    }
+
+    fn advance_read(&self, user: &UserId, conv: &ConversationId, seq: u64) -> Result<u64> {
+        self.write(|d| self.raise_seq(&d.reads, "reads", &keys::user_conv(user, conv), seq))
+    }
+
+    fn put_audit(&self, e: &wardline_protocol::audit::AuditEntry) -> Result<()> {
+        self.write(|d| self.put(&d.audit, "audit", &e.seq.to_be_bytes(), e))
+    }
+
+    fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<wardline_protocol::audit::AuditEntry>> {
+        self.read(|d| {
+            d.audit
+                .range(after.saturating_add(1).to_be_bytes()..)
+                .take(limit)
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    self.decode("audit", &k, &v)
+                })
+                .collect()
+        })
+    }
+
+    fn prune_audit(
+        &self,
+        first_kept: u64,
+        checkpoint: &wardline_protocol::audit::Checkpoint,
+    ) -> Result<()> {
+        self.write(|d| {
+            // Checkpoint first and durable: a crash between the two steps
+            // leaves a checkpoint and some entries it already covers, which
+            // verifies.
+            self.put(&d.meta, "meta", b"audit_checkpoint", checkpoint)?;
+            d.sync()?;
+            let mut batch = sled::Batch::default();
+            for kv in d.audit.range(..first_kept.to_be_bytes()) {
+                let (k, _) = kv?;
+                batch.remove(k);
+            }
+            d.audit.apply_batch(batch)?;
+            Ok(())
+        })
+    }
+
+    fn audit_checkpoint(&self) -> Result<Option<wardline_protocol::audit::Checkpoint>> {
+        self.read(|d| self.get(&d.meta, "meta", b"audit_checkpoint"))
+    }
+
+    fn audit_last(&self) -> Result<Option<wardline_protocol::audit::AuditEntry>> {
+        self.read(|d| match d.audit.last()? {
+            None => Ok(None),
+            Some((k, v)) => self.decode("audit", &k, &v).map(Some),
+        })
+    }
+
+    fn all_users(&self) -> Result<Vec<User>> {
+        self.read(|d| {
+            d.users
+                .iter()
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    self.decode("users", &k, &v)
+                })
+                .collect()
+        })
+    }
+
+    fn all_conversations(&self) -> Result<Vec<Conversation>> {
+        self.read(|d| {
+            d.conversations
+                .iter()
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    self.decode("conversations", &k, &v)
+                })
+                .collect()
+        })
+    }
+
+    fn message_stats(&self, conv: &ConversationId) -> Result<(u64, u64)> {
+        self.read(|d| {
+            let mut count = 0;
+            let mut bytes = 0;
+            for kv in d.messages.scan_prefix(keys::message_prefix(conv)) {
+                let (_, v) = kv?;
+                count += 1;
+                bytes += v.len() as u64;
+            }
+            Ok((count, bytes))
+        })
+    }
+
+    fn delete_messages_before(&self, conv: &ConversationId, before_ms: i64) -> Result<u64> {
+        self.write(|d| {
+            let mut batch = sled::Batch::default();
+            let mut deleted = 0;
+            for kv in d.messages.scan_prefix(keys::message_prefix(conv)) {
+                let (k, v) = kv?;
+                let m: StoredMessage = self.decode("messages", &k, &v)?;
+                // Messages are in `seq` order, which is storage-time order.
+                if m.stored_at >= before_ms {
+                    break;
+                }
+                batch.remove(k);
+                batch.remove(keys::msg_id_index(&m.msg_id));
+                batch.remove(keys::urgent(conv, m.seq));
+                deleted += 1;
+            }
+            if deleted > 0 {
+                d.messages.apply_batch(batch)?;
+            }
+            Ok(deleted)
+        })
+    }
+
+    fn flag(&self, name: &str) -> Result<bool> {
+        self.read(|d| {
+            Ok(d.meta
+                .get(format!("flag/{name}"))?
+                .is_some_and(|v| v.as_ref() == [1]))
+        })
+    }
+
+    fn set_flag(&self, name: &str, on: bool) -> Result<()> {
+        self.write(|d| {
+            d.meta.insert(format!("flag/{name}"), &[u8::from(on)])?;
+            Ok(())
+        })
+    }
+
+    fn audit_signing_key(&self) -> wardline_protocol::DeviceSecrets {
+        self.sealer.audit_signing_key()
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.finish(Db::sync)
+    }
+
+    fn write_refusal(&self) -> Option<&'static str> {
+        self.space.refusal()
+    }
+}
+
+/// [`StoredMessage`] by reference, so appending does not copy envelopes.
+#[derive(Serialize)]
+struct StoredMessageRef<'a> {
+    seq: u64,
+    sender_user: &'a UserId,
+    msg_id: &'a wardline_protocol::MessageId,
+    priority: wardline_protocol::Priority,
+    stored_at: i64,
+    envelope: &'a wardline_protocol::wire::SplitEnvelope,
+}
+
+/// Operations on one open [`Db`], shared by the [`Store`] methods above: a
+/// method that reads and writes runs them all on the handle it was given.
+impl SledStore {
+    fn put_user_in(&self, d: &Db, user: &User) -> Result<()> {
+        self.put(&d.users, "users", &keys::id(user.id.as_str()), user)?;
+        bump(&self.cache.users_gen);
+        Ok(())
+    }
+
+    fn device_in(&self, d: &Db, id: &DeviceId) -> Result<Option<Device>> {
+        self.get(&d.devices, "devices", &keys::id(id.as_str()))
+    }
+
+    fn load_devices_of(&self, d: &Db, user: &UserId) -> Result<Vec<Device>> {
+        let mut out = Vec::new();
+        for kv in d.user_devices.scan_prefix(keys::prefix(user.as_str())) {
+            let (k, _) = kv?;
+            let id = keys::second(&k)
+                .and_then(|s| DeviceId::parse(s).ok())
+                .ok_or(StoreError::Corrupt("device index key"))?;
+            if let Some(dev) = self.device_in(d, &id)? {
+                out.push(dev);
+            }
+        }
+        Ok(out)
+    }
+
+    fn insert_conversation_in(&self, d: &Db, c: &Conversation) -> Result<()> {
         self.put(
-            &self.conversations,
+            &d.conversations,
             "conversations",
             &keys::id(c.id.as_str()),
             c,
         )?;
         for m in &c.members {
-            self.user_convs.insert(keys::user_conv(m, &c.id), &[])?;
+            d.user_convs.insert(keys::user_conv(m, &c.id), &[])?;
         }
         // After the write: see `cached`.
         bump(&self.cache.convs_gen);
         Ok(())
     }
 
-    fn update_conversation(&self, c: &Conversation, removed: &[UserId]) -> Result<()> {
-        self.insert_conversation(c)?;
-        for m in removed {
-            self.user_convs.remove(keys::user_conv(m, &c.id))?;
-            bump(&self.cache.convs_gen);
-        }
-        Ok(())
-    }
-
-    fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>> {
-        cached(&self.cache.convs, &self.cache.convs_gen, id, || {
-            self.get(&self.conversations, "conversations", &keys::id(id.as_str()))
-        })
-    }
-
-    fn conversations_of(&self, user: &UserId) -> Result<Vec<ConversationId>> {
-        self.user_convs
-            .scan_prefix(keys::prefix(user.as_str()))
-            .map(|kv| {
-                let (k, _) = kv?;
-                keys::second(&k)
-                    .and_then(|s| ConversationId::parse(s).ok())
-                    .ok_or(StoreError::Corrupt("conversation index key"))
-            })
-            .collect()
-    }
-
-    fn append_messages(&self, batch: &[NewMessage], now_ms: i64) -> Result<Vec<Appended>> {
+    fn append_messages_in(
+        &self,
+        d: &Db,
+        batch: &[NewMessage],
+        now_ms: i64,
+    ) -> Result<Vec<Appended>> {
         let mut out = Vec::with_capacity(batch.len());
         let mut writes = sled::Batch::default();
         // Sequence numbers handed out in this batch but not yet applied.
@@ -376,7 +702,7 @@ impl Store for SledStore {
             let idx = keys::msg_id_index(&m.msg_id);
             let earlier = match seen.get(m.msg_id.as_bytes()) {
                 Some((c, s)) => Some(((*c).clone(), *s)),
-                None => self.stored_msg_id(&idx)?,
+                None => self.stored_msg_id(d, &idx)?,
             };
             if let Some((conv, seq)) = earlier {
                 out.push(if conv == m.conv_id {
@@ -388,7 +714,7 @@ impl Store for SledStore {
             }
             let seq = match next.get(&m.conv_id) {
                 Some(s) => *s,
-                None => self.last_seq(&m.conv_id)? + 1,
+                None => last_seq_in(d, &m.conv_id)? + 1,
             };
             next.insert(&m.conv_id, seq + 1);
             seen.insert(*m.msg_id.as_bytes(), (&m.conv_id, seq));
@@ -425,247 +751,12 @@ impl Store for SledStore {
         }
         // One atomic batch: a message, its de-duplication entry and the
         // conversation's high-water mark land together.
-        self.messages.apply_batch(writes)?;
+        d.messages.apply_batch(writes)?;
         Ok(out)
     }
 
-    fn find_message(
-        &self,
-        id: &wardline_protocol::MessageId,
-    ) -> Result<Option<(ConversationId, u64)>> {
-        self.stored_msg_id(&keys::msg_id_index(id))
-    }
-
-    fn urgent_watches(&self) -> Result<Vec<UrgentWatch>> {
-        self.messages
-            .scan_prefix(keys::URGENT_PREFIX)
-            .map(|kv| {
-                let (k, v) = kv?;
-                self.decode("messages", &k, &v)
-            })
-            .collect()
-    }
-
-    fn put_urgent_watch(&self, w: &UrgentWatch) -> Result<()> {
-        self.put(
-            &self.messages,
-            "messages",
-            &keys::urgent(&w.conv_id, w.seq),
-            w,
-        )
-    }
-
-    fn remove_urgent_watch(&self, conv: &ConversationId, seq: u64) -> Result<()> {
-        self.messages.remove(keys::urgent(conv, seq))?;
-        Ok(())
-    }
-
-    fn last_seq(&self, conv: &ConversationId) -> Result<u64> {
-        if let Some(v) = self.messages.get(keys::high_water(conv))? {
-            let b: [u8; 8] = v
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("high-water mark"))?;
-            return Ok(u64::from_be_bytes(b));
-        }
-        match self
-            .messages
-            .scan_prefix(keys::message_prefix(conv))
-            .next_back()
-        {
-            None => Ok(0),
-            Some(kv) => {
-                let (k, _) = kv?;
-                keys::seq_of_message_key(&k).ok_or(StoreError::Corrupt("message key"))
-            }
-        }
-    }
-
-    fn messages_after(
-        &self,
-        conv: &ConversationId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredMessage>> {
-        let start = keys::message(conv, after.saturating_add(1));
-        let end = keys::message(conv, u64::MAX);
-        let mut out = Vec::new();
-        for kv in self.messages.range(start..=end).take(limit) {
-            let (k, v) = kv?;
-            out.push(self.decode("messages", &k, &v)?);
-        }
-        Ok(out)
-    }
-
-    fn cursor(&self, device: &DeviceId, conv: &ConversationId) -> Result<u64> {
-        self.seq_at(&self.cursors, "cursors", &keys::cursor(device, conv))
-    }
-
-    fn advance_cursor(&self, device: &DeviceId, conv: &ConversationId, seq: u64) -> Result<u64> {
-        self.raise_seq(&self.cursors, "cursors", &keys::cursor(device, conv), seq)
-    }
-
-    fn read_cursor(&self, user: &UserId, conv: &ConversationId) -> Result<u64> {
-        self.seq_at(&self.reads, "reads", &keys::user_conv(user, conv))
-    }
-
-    fn advance_read(&self, user: &UserId, conv: &ConversationId, seq: u64) -> Result<u64> {
-        self.raise_seq(&self.reads, "reads", &keys::user_conv(user, conv), seq)
-    }
-
-    fn put_audit(&self, e: &wardline_protocol::audit::AuditEntry) -> Result<()> {
-        self.put(&self.audit, "audit", &e.seq.to_be_bytes(), e)
-    }
-
-    fn audit_after(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<wardline_protocol::audit::AuditEntry>> {
-        self.audit
-            .range(after.saturating_add(1).to_be_bytes()..)
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                self.decode("audit", &k, &v)
-            })
-            .collect()
-    }
-
-    fn prune_audit(
-        &self,
-        first_kept: u64,
-        checkpoint: &wardline_protocol::audit::Checkpoint,
-    ) -> Result<()> {
-        // Checkpoint first and durable: a crash between the two steps leaves
-        // a checkpoint and some entries it already covers, which verifies.
-        self.put(&self.meta, "meta", b"audit_checkpoint", checkpoint)?;
-        self.sync()?;
-        let mut batch = sled::Batch::default();
-        for kv in self.audit.range(..first_kept.to_be_bytes()) {
-            let (k, _) = kv?;
-            batch.remove(k);
-        }
-        self.audit.apply_batch(batch)?;
-        Ok(())
-    }
-
-    fn audit_checkpoint(&self) -> Result<Option<wardline_protocol::audit::Checkpoint>> {
-        self.get(&self.meta, "meta", b"audit_checkpoint")
-    }
-
-    fn audit_last(&self) -> Result<Option<wardline_protocol::audit::AuditEntry>> {
-        match self.audit.last()? {
-            None => Ok(None),
-            Some((k, v)) => self.decode("audit", &k, &v).map(Some),
-        }
-    }
-
-    fn all_users(&self) -> Result<Vec<User>> {
-        self.users
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                self.decode("users", &k, &v)
-            })
-            .collect()
-    }
-
-    fn all_conversations(&self) -> Result<Vec<Conversation>> {
-        self.conversations
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                self.decode("conversations", &k, &v)
-            })
-            .collect()
-    }
-
-    fn message_stats(&self, conv: &ConversationId) -> Result<(u64, u64)> {
-        let mut count = 0;
-        let mut bytes = 0;
-        for kv in self.messages.scan_prefix(keys::message_prefix(conv)) {
-            let (_, v) = kv?;
-            count += 1;
-            bytes += v.len() as u64;
-        }
-        Ok((count, bytes))
-    }
-
-    fn delete_messages_before(&self, conv: &ConversationId, before_ms: i64) -> Result<u64> {
-        let mut batch = sled::Batch::default();
-        let mut deleted = 0;
-        for kv in self.messages.scan_prefix(keys::message_prefix(conv)) {
-            let (k, v) = kv?;
-            let m: StoredMessage = self.decode("messages", &k, &v)?;
-            // Messages are in `seq` order, which is storage-time order.
-            if m.stored_at >= before_ms {
-                break;
-            }
-            batch.remove(k);
-            batch.remove(keys::msg_id_index(&m.msg_id));
-            batch.remove(keys::urgent(conv, m.seq));
-            deleted += 1;
-        }
-        if deleted > 0 {
-            self.messages.apply_batch(batch)?;
-        }
-        Ok(deleted)
-    }
-
-    fn flag(&self, name: &str) -> Result<bool> {
-        Ok(self
-            .meta
-            .get(format!("flag/{name}"))?
-            .is_some_and(|v| v.as_ref() == [1]))
-    }
-
-    fn set_flag(&self, name: &str, on: bool) -> Result<()> {
-        self.meta.insert(format!("flag/{name}"), &[u8::from(on)])?;
-        Ok(())
-    }
-
-    fn audit_signing_key(&self) -> wardline_protocol::DeviceSecrets {
-        self.sealer.audit_signing_key()
-    }
-
-    fn sync(&self) -> Result<()> {
-        self.db.flush()?;
-        // sled's flush ends in sync_file_range, which flushes neither the
-        // drive's write cache nor metadata; fdatasync makes it durable.
-        self.data_file.sync_data()?;
-        Ok(())
-    }
-}
-
-/// [`StoredMessage`] by reference, so appending does not copy envelopes.
-#[derive(Serialize)]
-struct StoredMessageRef<'a> {
-    seq: u64,
-    sender_user: &'a UserId,
-    msg_id: &'a wardline_protocol::MessageId,
-    priority: wardline_protocol::Priority,
-    stored_at: i64,
-    envelope: &'a wardline_protocol::wire::SplitEnvelope,
-}
-
-impl SledStore {
-    fn load_devices_of(&self, user: &UserId) -> Result<Vec<Device>> {
-        let mut out = Vec::new();
-        for kv in self.user_devices.scan_prefix(keys::prefix(user.as_str())) {
-            let (k, _) = kv?;
-            let id = keys::second(&k)
-                .and_then(|s| DeviceId::parse(s).ok())
-                .ok_or(StoreError::Corrupt("device index key"))?;
-            if let Some(d) = self.device(&id)? {
-                out.push(d);
-            }
-        }
-        Ok(out)
-    }
-
-    fn stored_msg_id(&self, idx: &[u8]) -> Result<Option<(ConversationId, u64)>> {
-        let Some(v) = self.messages.get(idx)? else {
+    fn stored_msg_id(&self, d: &Db, idx: &[u8]) -> Result<Option<(ConversationId, u64)>> {
+        let Some(v) = d.messages.get(idx)? else {
             return Ok(None);
         };
         let key = self.sealer.open("messages", idx, &v)?;
@@ -676,5 +767,26 @@ impl SledStore {
             .and_then(|s| ConversationId::parse(s).ok())
             .ok_or(StoreError::Corrupt("message key"))?;
         Ok(Some((conv, seq)))
+    }
+}
+
+fn last_seq_in(d: &Db, conv: &ConversationId) -> Result<u64> {
+    if let Some(v) = d.messages.get(keys::high_water(conv))? {
+        let b: [u8; 8] = v
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("high-water mark"))?;
+        return Ok(u64::from_be_bytes(b));
+    }
+    match d
+        .messages
+        .scan_prefix(keys::message_prefix(conv))
+        .next_back()
+    {
+        None => Ok(0),
+        Some(kv) => {
+            let (k, _) = kv?;
+            keys::seq_of_message_key(&k).ok_or(StoreError::Corrupt("message key"))
+        }
     }
 }
