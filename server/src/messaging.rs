@@ -142,7 +142,7 @@ pub async fn commit(writer: Writer, re: u64, msg: NewMessage) -> Result<String, 
 
 /// Most messages one receipt scan looks at; older ones in a huge jump are
 /// covered by the receipt for the newest anyway.
-const RECEIPT_SCAN: usize = 1000;
+const RECEIPT_SCAN: u64 = 1000;
 
 /// `ack`: moves this device's cursor forward and tells the senders.
 pub fn ack(state: &State, authed: &Authed, req: Ack) -> Result<(), ApiError> {
@@ -199,18 +199,11 @@ fn send_receipts(
     to: u64,
     kind: ReceiptKind,
 ) -> Result<(), ApiError> {
-    let after = from.max(to.saturating_sub(RECEIPT_SCAN as u64));
+    let after = from.max(to.saturating_sub(RECEIPT_SCAN));
     let mut newest: BTreeMap<UserId, u64> = BTreeMap::new();
-    // Read exactly the acknowledged range, never past `to`.
-    let count = usize::try_from(to - after)
-        .unwrap_or(RECEIPT_SCAN)
-        .min(RECEIPT_SCAN);
-    for m in state.store.messages_after(conv, after, count)? {
-        if m.seq > to {
-            break;
-        }
-        if m.sender_user != authed.user.id {
-            newest.insert(m.sender_user, m.seq);
+    for (seq, sender) in state.store.senders_between(conv, after, to)? {
+        if sender != authed.user.id {
+            newest.insert(sender, seq);
         }
     }
     for (sender, seq) in newest {

@@ -68,6 +68,14 @@ pub fn urgent(c: &ConversationId, seq: u64) -> Vec<u8> {
     k
 }
 
+/// Who sent a message, under `s conv 0 seq`: receipts need only that, not
+/// the whole stored envelope.
+pub fn sender(c: &ConversationId, seq: u64) -> Vec<u8> {
+    let mut k = message(c, seq);
+    k[0] = b's';
+    k
+}
+
 /// Prefix of every urgent watch.
 pub const URGENT_PREFIX: &[u8] = b"u";
 

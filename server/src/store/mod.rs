@@ -142,6 +142,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<StoredMessage>>;
 
+    /// `(seq, sender)` of each message with `after < seq <= to`, in order
+    /// (what receipts need, without reading whole messages).
+    fn senders_between(
+        &self,
+        conv: &ConversationId,
+        after: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, UserId)>>;
+
     /// The highest `seq` this device acknowledged in a conversation.
     fn cursor(&self, device: &DeviceId, conv: &ConversationId) -> Result<u64>;
     /// Moves a cursor forward (never back); returns the new value.
