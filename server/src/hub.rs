@@ -28,8 +28,11 @@ pub enum Outbound {
     },
     /// Any other push, delivered as is.
     Frame(String),
-    /// The `wipe` push: the connection must switch to accepting only `wipe_done`.
-    Wipe(crate::wipe::Wiping, String),
+    /// The `wipe` push: the connection must switch to accepting only
+    /// `wipe_done`. Boxed because it is rare: every connection's queue
+    /// allocates its first block of slots up front, sized by the largest
+    /// variant.
+    Wipe(Box<(crate::wipe::Wiping, String)>),
 }
 
 #[derive(Debug)]
@@ -46,9 +49,8 @@ impl Outbound {
     /// The frame's size, for the per-connection byte limit.
     pub fn len(&self) -> usize {
         match self {
-            Outbound::Message { frame, .. } | Outbound::Frame(frame) | Outbound::Wipe(_, frame) => {
-                frame.len()
-            }
+            Outbound::Message { frame, .. } | Outbound::Frame(frame) => frame.len(),
+            Outbound::Wipe(w) => w.1.len(),
         }
     }
 
@@ -177,7 +179,10 @@ impl Hub {
                     device_id: device.clone(),
                     wipe_id: wipe_id.to_string(),
                 };
-                if c.tx.try_send(Outbound::Wipe(w, frame.to_string())).is_err() {
+                if c.tx
+                    .try_send(Outbound::Wipe(Box::new((w, frame.to_string()))))
+                    .is_err()
+                {
                     // It cannot even take this: close it; it gets the order on resume.
                     c.kick.notify_one();
                 }

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -24,7 +26,7 @@ fn ws_config() -> WebSocketConfig {
     // Small buffers: most frames are a few hundred bytes, and an idle
     // connection should cost kilobytes, not tungstenite's 128 KiB default.
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(2 * 1024)
         // Frames of one turn are fed, then flushed together: a small buffer
         // lets one send(2) carry them instead of one per frame.
         .write_buffer_size(16 * 1024)
@@ -67,14 +69,18 @@ pub async fn serve(
                 let tls = tls.clone();
                 tasks.spawn(async move {
                     state.metrics.connections.fetch_add(1, Ordering::Relaxed);
+                    // The handshakes run boxed: their state (several KiB,
+                    // rustls' above all) is freed once they are done,
+                    // instead of sizing every connection's task for life.
                     match tls {
-                        None => upgrade(tcp, state.clone(), shutdown).await,
+                        None => {
+                            if let Some(ws) = Box::pin(upgrade(tcp)).await {
+                                session::serve(state.clone(), ws, shutdown).await;
+                            }
+                        }
                         Some(t) => {
-                            let hs = tokio::time::timeout(session::AUTH_TIMEOUT, t.acceptor.accept(tcp)).await;
-                            match hs {
-                                Ok(Ok(stream)) => upgrade(stream, state.clone(), shutdown).await,
-                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            if let Some(ws) = Box::pin(upgrade_tls(t, tcp)).await {
+                                session::serve(state.clone(), ws, shutdown).await;
                             }
                         }
                     }
@@ -89,7 +95,21 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn upgrade<S>(stream: S, state: Arc<State>, shutdown: watch::Receiver<bool>)
+async fn upgrade_tls(t: Acceptor, tcp: TcpStream) -> Option<WebSocketStream<TlsStream<TcpStream>>> {
+    match tokio::time::timeout(session::AUTH_TIMEOUT, t.acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => upgrade(stream).await,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+async fn upgrade<S>(stream: S) -> Option<WebSocketStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -99,9 +119,15 @@ where
     )
     .await;
     match upgrade {
-        Ok(Ok(ws)) => session::serve(state, ws, shutdown).await,
-        Ok(Err(e)) => tracing::debug!(error = %e, "WebSocket handshake failed"),
-        Err(_) => tracing::debug!("WebSocket handshake timed out"),
+        Ok(Ok(ws)) => Some(ws),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "WebSocket handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("WebSocket handshake timed out");
+            None
+        }
     }
 }
 

@@ -127,7 +127,9 @@ where
                 Some(Ok(Message::Text(text))) => {
                     if limit.allow() {
                         let was_live = conn.live.is_some();
-                        let frames = handle_text(&state, &mut conn, &mut pending, text.as_str()).await;
+                        // Boxed: the largest request's future (a login) would
+                        // otherwise size every idle connection's task.
+                        let frames = Box::pin(handle_text(&state, &mut conn, &mut pending, text.as_str())).await;
                         if was_live && conn.live.is_none() && conn.wiping.is_none() {
                             // Logged out or expired: a fresh chance to authenticate.
                             auth_deadline.as_mut().reset(tokio::time::Instant::now() + AUTH_TIMEOUT);
@@ -265,7 +267,10 @@ async fn next_push(live: &mut Option<Live>) -> Push {
                 Push::Frame(frame)
             }
             Some(Outbound::Frame(frame)) => Push::Frame(frame),
-            Some(Outbound::Wipe(wiping, frame)) => Push::Wipe(wiping, frame),
+            Some(Outbound::Wipe(w)) => {
+                let (wiping, frame) = *w;
+                Push::Wipe(wiping, frame)
+            }
             None => std::future::pending().await,
             }
         },
