@@ -9,6 +9,7 @@ use crate::agent::AgentError;
 use crate::connection::ConnectionError;
 use crate::keystore::KeystoreError;
 use crate::nhs::NhsNumberError;
+use crate::output::record::Incomplete;
 use crate::prompt::PromptError;
 use crate::tls::TrustError;
 
@@ -56,6 +57,11 @@ pub enum Error {
         /// What failed, naming the first broken entry.
         message: String,
     },
+    /// An export did not finish (`--post` failed, or the audit log could
+    /// not record it): says what was done, what was not, and the command
+    /// that retries.
+    #[error("{}", .0.message)]
+    Incomplete(Box<Incomplete>),
     /// The unlock agent could not be started.
     #[error(transparent)]
     Agent(#[from] AgentError),
@@ -100,10 +106,19 @@ impl Error {
             Error::Usage(_) => "usage",
             Error::Refused(_) => "refused",
             Error::Unverified { code, .. } => code,
+            Error::Incomplete(i) => i.code,
             Error::Agent(_) => "agent",
             Error::Output(_) => "output",
             Error::Wiped { .. } => "wiped",
             Error::WipeFailed(_) => "wipe_failed",
+        }
+    }
+
+    /// What is left to do, for an export that did not finish.
+    pub fn incomplete(&self) -> Option<&Incomplete> {
+        match self {
+            Error::Incomplete(i) => Some(i),
+            _ => None,
         }
     }
 

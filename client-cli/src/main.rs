@@ -149,10 +149,14 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), wardline_cli::E
 /// One line on standard error; with `--json`, also an `error` event. A
 /// wipe was reported as it happened, so it is not reported again.
 fn report(out: Output, err: &anyhow::Error) {
-    let (code, message) = match err.downcast_ref::<wardline_cli::Error>() {
+    let (code, message, incomplete) = match err.downcast_ref::<wardline_cli::Error>() {
         Some(wardline_cli::Error::Wiped { .. }) => return,
-        Some(e) => (e.code(), e.to_string()),
-        None => ("failed", format!("{err:#}")),
+        Some(e) => (
+            e.code(),
+            e.to_string(),
+            e.incomplete().cloned().map(Box::new),
+        ),
+        None => ("failed", format!("{err:#}"), None),
     };
     let message = sentence_case(&message);
     eprintln!("wardline: {message}");
@@ -161,6 +165,7 @@ fn report(out: Output, err: &anyhow::Error) {
         let _ = out.emit(&Event::Error {
             code: code.to_owned(),
             message,
+            incomplete,
         });
     }
 }

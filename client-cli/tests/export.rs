@@ -250,54 +250,363 @@ fn messages_cached_before_exports_existed_are_fetched_again_and_kept() -> TestRe
     Ok(())
 }
 
-/// A FHIR server that takes one POST, answers with a chunked
-/// transaction-response creating every entry, and hands back the request.
-fn fake_fhir_server() -> std::io::Result<(u16, std::thread::JoinHandle<(String, serde_json::Value)>)>
-{
+/// How the fake FHIR server answers one POST.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// A chunked transaction-response creating every entry.
+    Created,
+    /// HTTP 401 with an OperationOutcome, as for a wrong token.
+    Unauthorized,
+    /// HTTP 200, but a transaction-response in which the entry at this
+    /// position failed.
+    EntryFailed(usize),
+    /// Reads the request and closes the connection without answering.
+    HangUp,
+}
+
+/// One POST as the fake FHIR server received it.
+struct Received {
+    head: String,
+    bundle: serde_json::Value,
+}
+
+/// Reads one HTTP request with a Content-Length body.
+fn read_request(conn: &mut std::net::TcpStream) -> Received {
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("a read timeout");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = conn.read(&mut buf).expect("the request");
+        assert!(n > 0, "the request ended early");
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a Content-Length");
+        if raw.len() >= end + 4 + len {
+            let bundle = serde_json::from_slice(&raw[end + 4..end + 4 + len]).expect("JSON");
+            return Received { head, bundle };
+        }
+    }
+}
+
+/// A FHIR server that takes one POST per answer, in order, answers each
+/// as told, and hands back what it received.
+fn fake_fhir_server(
+    answers: Vec<Answer>,
+) -> std::io::Result<(u16, std::thread::JoinHandle<Vec<Received>>)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().expect("a connection");
-        conn.set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("a read timeout");
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 8192];
-        let (head, body) = loop {
-            let n = conn.read(&mut buf).expect("the request");
-            assert!(n > 0, "the request ended early");
-            raw.extend_from_slice(&buf[..n]);
-            let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse().ok())
-                .expect("a Content-Length");
-            if raw.len() >= end + 4 + len {
-                break (head, raw[end + 4..end + 4 + len].to_vec());
+        let mut received = Vec::new();
+        for answer in answers {
+            let (mut conn, _) = listener.accept().expect("a connection");
+            let request = read_request(&mut conn);
+            let entries = request.bundle["entry"].as_array().map_or(0, Vec::len);
+            let created = serde_json::json!({"response": {"status": "201 Created"}});
+            match answer {
+                Answer::Created => {
+                    let answer = serde_json::json!({
+                        "resourceType": "Bundle",
+                        "type": "transaction-response",
+                        "entry": vec![created; entries],
+                    })
+                    .to_string();
+                    let (a, b) = answer.split_at(answer.len() / 2);
+                    write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                        a.len(),
+                        b.len()
+                    )
+                    .expect("the answer");
+                }
+                Answer::Unauthorized => {
+                    let outcome = serde_json::json!({
+                        "resourceType": "OperationOutcome",
+                        "issue": [{"severity": "error", "code": "login",
+                                   "diagnostics": "the bearer token has expired"}],
+                    })
+                    .to_string();
+                    write!(
+                        conn,
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/fhir+json\r\nWWW-Authenticate: Bearer\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{outcome}",
+                        outcome.len()
+                    )
+                    .expect("the answer");
+                }
+                Answer::EntryFailed(failed) => {
+                    let mut statuses = vec![created; entries];
+                    statuses[failed] = serde_json::json!({"response": {
+                        "status": "422 Unprocessable Entity",
+                        "outcome": {"resourceType": "OperationOutcome", "issue": [
+                            {"severity": "error", "code": "processing",
+                             "diagnostics": "subject: no such patient on this system"}]},
+                    }});
+                    let answer = serde_json::json!({
+                        "resourceType": "Bundle",
+                        "type": "transaction-response",
+                        "entry": statuses,
+                    })
+                    .to_string();
+                    write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    )
+                    .expect("the answer");
+                }
+                Answer::HangUp => {}
             }
-        };
-        let bundle: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-        let entries = bundle["entry"].as_array().map_or(0, Vec::len);
-        let answer = serde_json::json!({
-            "resourceType": "Bundle",
-            "type": "transaction-response",
-            "entry": vec![serde_json::json!({"response": {"status": "201 Created"}}); entries],
-        })
-        .to_string();
-        let (a, b) = answer.split_at(answer.len() / 2);
-        write!(
-            conn,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
-            a.len(),
-            b.len()
-        )
-        .expect("the answer");
-        (head, bundle)
+            drop(conn);
+            received.push(request);
+        }
+        received
     });
     Ok((port, server))
+}
+
+/// `bob export alice --out FILE --post URL` with `token`, as JSON.
+fn export_and_post(bob: &Client, file: &Path, url: &str, token: &str) -> Run {
+    let mut command = bob.command(&[
+        "--json",
+        "export",
+        "alice",
+        "--out",
+        &file.to_string_lossy(),
+        "--post",
+        url,
+    ]);
+    command.env("WARDLINE_FHIR_TOKEN", token);
+    Running::start(&mut command).finish()
+}
+
+/// Runs the retry command a failed export printed, with `token`.
+fn retry(bob: &Client, failed: &Run, token: &str) -> Run {
+    let args: Vec<String> = failed.event("error")["incomplete"]["retry_args"]
+        .as_array()
+        .expect("retry arguments")
+        .iter()
+        .map(|a| a.as_str().expect("a string").to_owned())
+        .collect();
+    let mut command = bob.command_line(&args);
+    command.env("WARDLINE_FHIR_TOKEN", token);
+    Running::start(&mut command).finish()
+}
+
+/// How many times the audit log records an export of these messages to
+/// each of `destinations`.
+fn audited(admin: &Client, destinations: &[&str]) -> Vec<usize> {
+    let audit = admin.run(&["--json", "admin", "audit", "--kind", "record_export"]);
+    ok(&audit);
+    let targets: Vec<String> = events(&audit, "audit_entry")
+        .iter()
+        .filter_map(|e| e["target"].as_str().map(str::to_owned))
+        .collect();
+    destinations
+        .iter()
+        .map(|d| targets.iter().filter(|t| t == d).count())
+        .collect()
+}
+
+/// Checks that a failed post says what was done and what was not, and
+/// returns its `incomplete` report.
+fn assert_post_failed(run: &Run, file: &Path, url: &str) -> serde_json::Value {
+    assert!(!run.ok, "{}", run.stdout);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.events().iter().all(|e| e["event"] != "posted"),
+        "nothing is recorded as posted: {}",
+        run.stdout
+    );
+    let file_name = file.to_string_lossy();
+    assert_eq!(run.event("exported")["file"], file_name.as_ref());
+    let error = run.event("error");
+    assert_eq!(error["code"], "fhir_post_failed", "{error}");
+    let incomplete = &error["incomplete"];
+    assert_eq!(incomplete["file"], file_name.as_ref());
+    assert_eq!(incomplete["file_written"], true);
+    assert_eq!(incomplete["posted"], false);
+    assert_eq!(incomplete["url"], url);
+    assert_eq!(incomplete["audited"], serde_json::json!([file_name]));
+    let args = incomplete["retry_args"].as_array().expect("retry_args");
+    assert_eq!(
+        args.iter().filter(|a| *a == "--force").count(),
+        1,
+        "the file exists now, so re-running needs --force, once: {args:?}"
+    );
+    assert!(args.iter().any(|a| a == "--post") && args.iter().any(|a| a == url));
+    let retry = incomplete["retry"].as_str().expect("retry");
+    let message = error["message"].as_str().expect("message");
+    for needle in [
+        &format!("Posting to {url} failed"),
+        &format!("The bundle file was written: {file_name}"),
+        "The post was NOT recorded as done",
+        &format!("not show these messages as exported to {url}"),
+        "To retry (every entry is a conditional create",
+        retry,
+    ] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+        assert!(run.stderr.contains(needle), "{needle:?} in {}", run.stderr);
+    }
+    assert!(file.exists(), "the file stays, as the message says");
+    incomplete.clone()
+}
+
+#[test]
+fn a_refused_post_says_what_was_done_and_how_to_retry_and_the_retry_posts_it() -> TestResult {
+    let (_server, root, admin, alice, bob) = ward();
+    note(&alice, "bob", "Ada: repeat ECG", Some(ADA));
+    ok(&bob.run(&["inbox"]));
+    let (port, fhir) = fake_fhir_server(vec![Answer::Unauthorized, Answer::Created])?;
+    let file = root.path().join("refused.json");
+    let url = format!("http://127.0.0.1:{port}/fhir/r4");
+
+    let refused = export_and_post(&bob, &file, &url, "an-expired-token");
+    let incomplete = assert_post_failed(&refused, &file, &url);
+    assert_eq!(incomplete["http_status"], 401);
+    assert_eq!(incomplete["fhir_stored"], "nothing");
+    assert_eq!(incomplete["failed_entries"], serde_json::json!([]));
+    let message = refused.event("error")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for needle in [
+        "HTTP 401 Unauthorized: the bearer token has expired",
+        "none of it is in the health record",
+        "did not accept the bearer token in WARDLINE_FHIR_TOKEN",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+    assert!(
+        !message.contains("an-expired-token"),
+        "the token is never shown"
+    );
+    // The file's export is audited; the post is not.
+    let (file_name, url_name) = (file.to_string_lossy().into_owned(), url.clone());
+    assert_eq!(audited(&admin, &[&file_name, &url_name]), [1, 0]);
+    // Without --force the same command would stop at the existing file.
+    let plain = export_and_post(&bob, &file, &url, "tok-123");
+    assert!(!plain.ok);
+    assert!(plain.stderr.contains("--force"), "{}", plain.stderr);
+
+    let retried = retry(&bob, &refused, "tok-123");
+    ok(&retried);
+    let posted = retried.event("posted");
+    assert_eq!(
+        (posted["http_status"].as_u64(), posted["created"].as_u64()),
+        (Some(200), Some(2))
+    );
+    assert_eq!(audited(&admin, &[&file_name, &url_name]), [2, 1]);
+    let received = fhir.join().map_err(|_| "the FHIR server failed")?;
+    assert_eq!(received.len(), 2);
+    assert!(
+        received[0]
+            .head
+            .contains("Authorization: Bearer an-expired-token")
+    );
+    assert!(received[1].head.contains("Authorization: Bearer tok-123"));
+    let requests = |r: &Received| {
+        r.bundle["entry"]
+            .as_array()
+            .map(|e| e.iter().map(|x| x["request"].clone()).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        requests(&received[0]),
+        requests(&received[1]),
+        "the retry posts the same conditional creates"
+    );
+    ok(&bob.run(&["verify-export", &file.to_string_lossy()]));
+    Ok(())
+}
+
+#[test]
+fn a_post_with_failed_entries_or_no_answer_names_them_and_a_retry_posts_it() -> TestResult {
+    let (_server, root, admin, alice, bob) = ward();
+    note(&alice, "bob", "Ada: repeat ECG", Some(ADA));
+    let second = note(&alice, "bob", "Ada: stop the heparin infusion", Some(ADA));
+    ok(&bob.run(&["inbox"]));
+
+    // No FHIR server there at all: nothing reached one.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let nobody = format!("http://127.0.0.1:{}/fhir", closed.local_addr()?.port());
+    drop(closed);
+    let unsent_file = root.path().join("unsent.json");
+    let unsent = export_and_post(&bob, &unsent_file, &nobody, "tok-123");
+    let incomplete = assert_post_failed(&unsent, &unsent_file, &nobody);
+    assert_eq!(incomplete["fhir_stored"], "nothing");
+    assert!(incomplete.get("http_status").is_none(), "{incomplete}");
+    assert!(
+        unsent.stderr.contains("Nothing reached the FHIR server"),
+        "{}",
+        unsent.stderr
+    );
+
+    let (port, fhir) = fake_fhir_server(vec![
+        Answer::EntryFailed(2),
+        Answer::HangUp,
+        Answer::Created,
+    ])?;
+    let file = root.path().join("partly.json");
+    let url = format!("http://127.0.0.1:{port}/fhir/r4");
+
+    let partly = export_and_post(&bob, &file, &url, "tok-123");
+    let incomplete = assert_post_failed(&partly, &file, &url);
+    assert_eq!(incomplete["http_status"], 200);
+    assert_eq!(incomplete["fhir_stored"], "some");
+    let failed = incomplete["failed_entries"].as_array().expect("entries");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["index"], 2);
+    assert_eq!(failed[0]["resource_type"], "Communication");
+    assert_eq!(failed[0]["msg_id"], second.as_str());
+    assert_eq!(failed[0]["status"], "422 Unprocessable Entity");
+    assert_eq!(
+        failed[0]["diagnostics"],
+        "subject: no such patient on this system"
+    );
+    let line = format!(
+        "entry 2 (the Communication of message {second}): 422 Unprocessable Entity: subject: no such patient on this system"
+    );
+    assert!(
+        partly.stderr.contains(&line),
+        "{line:?} in {}",
+        partly.stderr
+    );
+    assert!(
+        partly.stderr.contains("reports 1 entry of the 4 as failed"),
+        "{}",
+        partly.stderr
+    );
+
+    // The retry: the server hangs up without answering; that is reported
+    // as unknown, and the command to retry is the same again.
+    let hung = retry(&bob, &partly, "tok-123");
+    let again = assert_post_failed(&hung, &file, &url);
+    assert_eq!(again["fhir_stored"], "unknown");
+    assert_eq!(again["retry_args"], incomplete["retry_args"]);
+    assert!(
+        hung.stderr.contains("may or may not have stored it"),
+        "{}",
+        hung.stderr
+    );
+
+    let done = retry(&bob, &hung, "tok-123");
+    ok(&done);
+    assert_eq!(done.event("posted")["created"], 4);
+    let (file_name, url_name) = (file.to_string_lossy().into_owned(), url.clone());
+    assert_eq!(
+        audited(&admin, &[&file_name, &url_name]),
+        [3, 1],
+        "each run wrote and audited the file; only the post that succeeded is audited"
+    );
+    assert_eq!(fhir.join().map_err(|_| "the FHIR server failed")?.len(), 3);
+    Ok(())
 }
 
 #[test]
@@ -305,7 +614,7 @@ fn an_export_is_posted_to_a_fhir_server_as_a_transaction() -> TestResult {
     let (_server, root, _admin, alice, bob) = ward();
     note(&alice, "bob", "Ada: repeat ECG", Some(ADA));
     ok(&bob.run(&["inbox"]));
-    let (port, fhir) = fake_fhir_server()?;
+    let (port, fhir) = fake_fhir_server(vec![Answer::Created])?;
     let file = root.path().join("posted.json");
     let url = format!("http://127.0.0.1:{port}/fhir/r4");
     let mut command = bob.command(&[
@@ -326,7 +635,7 @@ fn an_export_is_posted_to_a_fhir_server_as_a_transaction() -> TestResult {
         (posted["http_status"].as_u64(), posted["created"].as_u64()),
         (Some(200), Some(2))
     );
-    let (head, bundle) = fhir.join().map_err(|_| "the FHIR server failed")?;
+    let Received { head, bundle } = fhir.join().map_err(|_| "the FHIR server failed")?.remove(0);
     assert!(head.starts_with("POST /fhir/r4 HTTP/1.1\r\n"), "{head}");
     assert!(head.contains("Authorization: Bearer tok-123"), "{head}");
     assert!(

@@ -329,12 +329,22 @@ fn a_posted_export_is_validated_created_once_and_a_refusal_is_reported() -> Test
         refused.stdout
     );
     let error = refused.event("error");
-    assert_eq!(error["code"], "refused");
+    assert_eq!(error["code"], "fhir_post_failed");
+    let incomplete = &error["incomplete"];
+    assert_eq!(
+        (&incomplete["file_written"], &incomplete["posted"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    assert_eq!(incomplete["fhir_stored"], "nothing");
+    let retry = incomplete["retry"].as_str().ok_or("a retry command")?;
+    assert!(retry.ends_with("--force"), "{retry}");
     let message = error["message"].as_str().ok_or("an error message")?;
     for needle in [
         url.as_str(),
         "HTTP 401",
         "the Authorization header must carry the bearer token",
+        "The post was NOT recorded as done",
+        retry,
     ] {
         assert!(message.contains(needle), "{needle:?} in {message}");
     }
@@ -361,8 +371,27 @@ fn a_posted_export_is_validated_created_once_and_a_refusal_is_reported() -> Test
         "{destinations:?}"
     );
 
+    // The command the refusal printed, with the right token, finishes it.
+    let retry_args: Vec<String> = refused.event("error")["incomplete"]["retry_args"]
+        .as_array()
+        .ok_or("retry arguments")?
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    let mut command = bob.command_line(&retry_args);
+    command.env("WARDLINE_FHIR_TOKEN", TOKEN);
+    let retried = Running::start(&mut command).finish();
+    ok(&retried);
+    assert_eq!(
+        retried.event("posted")["already_present"].as_u64(),
+        Some(2 * messages)
+    );
+    let verdicts = fhir.verdicts();
+    assert_eq!(verdicts.len(), 4);
+    assert_eq!(verdicts[3]["store"], held, "the retry duplicates nothing");
+
     say(&format!(
-        "export_post: endpoint.py ({}) validated and accepted the posted bundle ({} entries for {messages} messages), found it again on a repeat, and refused a wrong token",
+        "export_post: endpoint.py ({}) validated and accepted the posted bundle ({} entries for {messages} messages), found it again on a repeat, refused a wrong token, and took the retry the client printed",
         python.display(),
         2 * messages
     ));

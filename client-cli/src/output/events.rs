@@ -14,7 +14,7 @@ use wardline_protocol::{
 };
 
 use super::governance::{AccountChange, AuditRow};
-use super::record::{ExportSummary, VerifiedEntry};
+use super::record::{ExportSummary, Incomplete, VerifiedEntry};
 use crate::keystore::DeviceStanding;
 
 /// Something a command reports.
@@ -345,6 +345,10 @@ pub enum Event {
         code: String,
         /// What happened and what to do.
         message: String,
+        /// For an export that did not finish: what was done, what was
+        /// not, and the command that retries.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        incomplete: Option<Box<Incomplete>>,
     },
 }
 

@@ -33,6 +33,96 @@ pub struct ExportSummary {
     pub conv_title: String,
 }
 
+/// An entry of a posted bundle that the FHIR server named as failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedEntry {
+    /// Its position in the bundle, from 0 (`Bundle.entry[index]`).
+    pub index: usize,
+    /// `Communication` or `Provenance`.
+    pub resource_type: Option<String>,
+    /// The message it carries (a Provenance: the message it attests).
+    pub msg_id: Option<String>,
+    /// The status the server gave it, in a transaction-response.
+    pub status: Option<String>,
+    /// What the server said of it.
+    pub diagnostics: Option<String>,
+}
+
+impl FailedEntry {
+    /// `entry 2 (the Communication of message …): 400 Bad Request: why`
+    pub fn describe(&self) -> String {
+        let what = match (&self.resource_type, &self.msg_id) {
+            (Some(t), Some(m)) => format!(" (the {} of message {m})", clean(t)),
+            (None, Some(m)) => format!(" (message {m})"),
+            (Some(t), None) => format!(" (a {})", clean(t)),
+            (None, None) => String::new(),
+        };
+        let said: Vec<&str> = [&self.status, &self.diagnostics]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let mut line = format!("entry {}{what}", self.index);
+        if !said.is_empty() {
+            line.push_str(": ");
+            line.push_str(&said.join(": "));
+        }
+        clean(&line)
+    }
+}
+
+/// What the FHIR server holds of a post that did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FhirStored {
+    /// Nothing: it never reached the server, or the server refused the
+    /// transaction (applied whole or not at all).
+    Nothing,
+    /// No usable answer came back: perhaps all, perhaps nothing.
+    Unknown,
+    /// The server reports some entries as failed; the others may be stored.
+    Some,
+    /// All of it (the audit log could not record the post).
+    All,
+}
+
+/// An export that did not finish: what is done, what is not, and the
+/// command that finishes it. The `incomplete` field of the `error` event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Incomplete {
+    /// The error code (`fhir_post_failed`, `export_not_audited`).
+    #[serde(skip)]
+    pub code: &'static str,
+    /// The whole explanation, for people (and the event's `message`).
+    #[serde(skip)]
+    pub message: String,
+    /// The bundle file.
+    pub file: PathBuf,
+    /// Whether the file is there now.
+    pub file_written: bool,
+    /// What the server's audit log records of this run (its
+    /// destinations: the file, once written and recorded).
+    pub audited: Vec<String>,
+    /// The FHIR server's base URL, with `--post`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Whether the post is recorded as done: never, here. (No `posted`
+    /// event, and no export to `url` in the audit log.)
+    pub posted: bool,
+    /// What the FHIR server holds of it, with `--post`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fhir_stored: Option<FhirStored>,
+    /// The FHIR server's HTTP status, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The entries the FHIR server named as failed.
+    pub failed_entries: Vec<FailedEntry>,
+    /// The command that retries, for a POSIX shell.
+    pub retry: String,
+    /// The same command, one argument each.
+    pub retry_args: Vec<String>,
+}
+
 /// How a disclosed signing key compares with what this device knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

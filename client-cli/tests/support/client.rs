@@ -40,10 +40,24 @@ impl Client {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_wardline"));
-        c.arg("--home")
-            .arg(&self.home)
-            .args(args)
-            .env("WARDLINE_PASSPHRASE", &self.passphrase)
+        c.arg("--home").arg(&self.home).args(args);
+        self.environment(&mut c);
+        c
+    }
+
+    /// A whole command line as given (the program first; `--home` not
+    /// added), run with this user's secrets in the environment, as the
+    /// user would paste a command the client printed.
+    pub fn command_line(&self, argv: &[String]) -> Command {
+        let (program, args) = argv.split_first().expect("a program");
+        let mut c = Command::new(program);
+        c.args(args);
+        self.environment(&mut c);
+        c
+    }
+
+    fn environment(&self, c: &mut Command) {
+        c.env("WARDLINE_PASSPHRASE", &self.passphrase)
             .env("WARDLINE_PASSWORD", &self.password)
             .env("WARDLINE_KDF_FAST", "1")
             .env_remove("WARDLINE_HOME")
@@ -52,7 +66,6 @@ impl Client {
             .env_remove("WARDLINE_PIN")
             .env_remove("WARDLINE_USERNAME")
             .env_remove("WARDLINE_ENROL_CODE");
-        c
     }
 
     pub fn run(&self, args: &[&str]) -> Run {

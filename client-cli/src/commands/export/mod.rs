@@ -17,10 +17,14 @@
 //! * names sender and recipients (the conversation's other members) by
 //!   username and display name from the directory (`users`);
 //! * writes the bundle (pretty JSON, mode 0600, atomically) and says what
-//!   was left out and why.
+//!   was left out and why;
+//! * with `--post`, POSTs it to a FHIR server ([`post`]); an export that
+//!   does not finish says what was done and the command that retries
+//!   ([`retry`]).
 
 mod check;
 mod post;
+mod retry;
 pub mod select;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -311,9 +315,13 @@ pub async fn run(
         ))
     })?;
     let msg_ids: Vec<_> = exported.iter().map(|m| m.envelope.msg_id).collect();
-    record_in_audit(s, &msg_ids, &prepared.out.display().to_string()).await?;
+    let file = prepared.out.display().to_string();
+    if let Err(e) = record_in_audit(s, &msg_ids, &file).await {
+        let url = prepared.post.as_ref().map(post::Target::url);
+        return Err(retry::file_not_audited(&prepared.out, url, &e));
+    }
     ctx.out.emit(&Event::Exported(ExportSummary {
-        file: prepared.out,
+        file: prepared.out.clone(),
         messages: exported.len(),
         bundle_type: bundle_type.as_str(),
         conv_id: conv.conv_id,
@@ -327,8 +335,19 @@ pub async fn run(
         let token = std::env::var(post::TOKEN_ENV)
             .ok()
             .filter(|t| !t.is_empty());
-        let posted = post::post(target, &bytes, token.as_deref()).await?;
-        record_in_audit(s, &msg_ids, target.url()).await?;
+        // Nothing counts as posted (no `posted` event, no audit entry for
+        // the FHIR server) unless the server took every entry.
+        let posted = post::post(target, &bytes, token.as_deref())
+            .await
+            .map_err(|e| retry::post_failed(&prepared.out, target.url(), e, token.is_some()))?;
+        if let Err(e) = record_in_audit(s, &msg_ids, target.url()).await {
+            return Err(retry::post_not_audited(
+                &prepared.out,
+                target.url(),
+                &posted,
+                &e,
+            ));
+        }
         ctx.out.emit(&Event::Posted {
             url: target.url().to_owned(),
             http_status: posted.status,

@@ -19,6 +19,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::http::Uri;
 
 use crate::error::Error;
+use crate::output::plural;
+use crate::output::record::FailedEntry;
 use crate::tls::{self, HandshakeError, Trust};
 
 /// The environment variable holding a bearer token for the FHIR server
@@ -109,46 +111,124 @@ pub struct Posted {
     pub existing: usize,
 }
 
+/// How far a failed post got, as far as this client can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// Nothing reached the FHIR server (no connection, or TLS failed).
+    NotSent,
+    /// The request went out but no usable answer came back: the server
+    /// may or may not have applied it.
+    Unknown,
+    /// The server refused the transaction (an HTTP status other than 2xx).
+    /// A FHIR server applies a transaction whole or not at all.
+    Refused,
+    /// The server answered 2xx but reported some entries as failed.
+    PartlyRefused,
+}
+
+/// Why a post failed.
+#[derive(Debug, Clone)]
+pub struct PostError {
+    /// What went wrong, a clause for a sentence ("the FHIR server answered
+    /// HTTP 401 Unauthorized: ...").
+    pub reason: String,
+    /// How far it got.
+    pub reached: Reached,
+    /// The HTTP status, when the server answered.
+    pub http_status: Option<u16>,
+    /// The entries the answer names as failed, with what it said of each.
+    pub failed_entries: Vec<FailedEntry>,
+}
+
+impl PostError {
+    fn new(reached: Reached, reason: String) -> Self {
+        Self {
+            reason,
+            reached,
+            http_status: None,
+            failed_entries: Vec::new(),
+        }
+    }
+}
+
 /// POSTs `bundle` (a transaction bundle's JSON) to `target`.
-pub async fn post(target: &Target, bundle: &[u8], token: Option<&str>) -> Result<Posted, Error> {
-    let failed = |why: String| Error::Refused(format!("posting to {} failed: {why}", target.url));
-    let exchange = async {
+pub async fn post(
+    target: &Target,
+    bundle: &[u8],
+    token: Option<&str>,
+) -> Result<Posted, PostError> {
+    let not_sent = |why: String| PostError::new(Reached::NotSent, why);
+    let connect = async {
         let tcp = TcpStream::connect((target.host.as_str(), target.port))
             .await
-            .map_err(|e| failed(format!("cannot connect ({e})")))?;
+            .map_err(|e| not_sent(format!("cannot connect ({e})")))?;
         match &target.trust {
-            None => send(tcp, target, bundle, token).await,
-            Some(trust) => {
-                let tls = tls::handshake(tcp, &target.host, trust)
-                    .await
-                    .map_err(|e| match e {
-                        HandshakeError::PinMismatch { actual } => failed(format!(
-                            "the server's certificate is not the pinned one (it is {actual})"
-                        )),
-                        other => failed(format!("TLS: {other}")),
-                    })?;
-                send(tls, target, bundle, token).await
-            }
+            None => Ok(Stream::Plain(tcp)),
+            Some(trust) => tls::handshake(tcp, &target.host, trust)
+                .await
+                .map(|t| Stream::Tls(Box::new(t)))
+                .map_err(|e| match e {
+                    HandshakeError::PinMismatch { actual } => not_sent(format!(
+                        "the server's certificate is not the pinned one (it is {actual})"
+                    )),
+                    other => not_sent(format!("TLS: {other}")),
+                }),
         }
     };
+    let no_answer = || format!("no answer within {} seconds", TIMEOUT.as_secs());
+    let stream = tokio::time::timeout(TIMEOUT, connect)
+        .await
+        .map_err(|_| not_sent(no_answer()))??;
+    let exchange = async {
+        match stream {
+            Stream::Plain(tcp) => send(tcp, target, bundle, token).await,
+            Stream::Tls(tls) => send(*tls, target, bundle, token).await,
+        }
+    };
+    let unknown = |why: String| PostError::new(Reached::Unknown, why);
     let raw = tokio::time::timeout(TIMEOUT, exchange)
         .await
-        .map_err(|_| failed(format!("no answer within {} seconds", TIMEOUT.as_secs())))??;
-    let (status, reason, body) = parse_response(&raw).map_err(failed)?;
+        .map_err(|_| unknown(no_answer()))?
+        .map_err(unknown)?;
+    let (status, reason, body) = parse_response(&raw).map_err(unknown)?;
     if !(200..300).contains(&status) {
-        return Err(failed(format!(
-            "the FHIR server answered HTTP {status} {reason}{}",
-            diagnostics(&body)
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default()
-        )));
+        return Err(PostError {
+            reason: format!(
+                "the FHIR server answered HTTP {status} {reason}{}",
+                diagnostics(&body)
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ),
+            reached: Reached::Refused,
+            http_status: Some(status),
+            failed_entries: failed_entries(bundle, &body),
+        });
     }
-    let (created, existing) = count_outcomes(&body);
+    let outcomes = Outcomes::of(&body);
+    if !outcomes.failed.is_empty() {
+        let failed = outcomes.failed.len();
+        return Err(PostError {
+            reason: format!(
+                "the FHIR server answered HTTP {status} {reason} but reports {} of the {} as failed",
+                plural(failed, "entry", "entries"),
+                outcomes.total
+            ),
+            reached: Reached::PartlyRefused,
+            http_status: Some(status),
+            failed_entries: describe(bundle, outcomes.failed),
+        });
+    }
     Ok(Posted {
         status,
-        created,
-        existing,
+        created: outcomes.created,
+        existing: outcomes.existing,
     })
+}
+
+/// A connection to the FHIR server, before the request.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 async fn send<S: AsyncRead + AsyncWrite + Unpin>(
@@ -156,8 +236,7 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     target: &Target,
     bundle: &[u8],
     token: Option<&str>,
-) -> Result<Vec<u8>, Error> {
-    let failed = |why: String| Error::Refused(format!("posting to {} failed: {why}", target.url));
+) -> Result<Vec<u8>, String> {
     let mut head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/fhir+json\r\nAccept: application/fhir+json\r\nPrefer: return=minimal\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: wardline/{}\r\n",
         target.path,
@@ -169,15 +248,10 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
     head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    stream
-        .write_all(bundle)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    stream.flush().await.map_err(|e| failed(e.to_string()))?;
+    let failed = |e: std::io::Error| format!("the connection failed ({e})");
+    stream.write_all(head.as_bytes()).await.map_err(failed)?;
+    stream.write_all(bundle).await.map_err(failed)?;
+    stream.flush().await.map_err(failed)?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -186,14 +260,17 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(n) => {
                 raw.extend_from_slice(&buf[..n]);
                 if raw.len() > MAX_RESPONSE_BYTES {
-                    return Err(failed("the answer is too large".into()));
+                    return Err("the answer is too large".into());
                 }
             }
             // Servers often close without TLS close_notify; what arrived
             // is judged by its own framing below.
             Err(_) if !raw.is_empty() => break,
-            Err(e) => return Err(failed(e.to_string())),
+            Err(e) => return Err(failed(e)),
         }
+    }
+    if raw.is_empty() {
+        return Err("the server closed the connection without answering".into());
     }
     Ok(raw)
 }
@@ -250,36 +327,142 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
-/// How many entries of a transaction-response bundle were created, and
-/// how many were found already there.
-fn count_outcomes(body: &[u8]) -> (usize, usize) {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return (0, 0);
-    };
-    let statuses: Vec<&str> = v["entry"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .filter_map(|x| x["response"]["status"].as_str())
-                .collect()
-        })
-        .unwrap_or_default();
-    let created = statuses.iter().filter(|s| s.starts_with("201")).count();
-    let existing = statuses.iter().filter(|s| s.starts_with("200")).count();
-    (created, existing)
+/// What a transaction-response bundle says of each entry.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Outcomes {
+    /// Entries in the answer.
+    total: usize,
+    /// Created (`201`).
+    created: usize,
+    /// Found already there (`200`: the conditional create matched).
+    existing: usize,
+    /// Any other status: the position, the status and what the entry's
+    /// own OperationOutcome says.
+    failed: Vec<(usize, Option<String>, Option<String>)>,
 }
 
-/// The first issue of an OperationOutcome, for an error message.
-fn diagnostics(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let issue = v["issue"].as_array()?.first()?;
+impl Outcomes {
+    fn of(body: &[u8]) -> Self {
+        let mut out = Self::default();
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return out;
+        };
+        let Some(entries) = v["entry"].as_array() else {
+            return out;
+        };
+        out.total = entries.len();
+        for (i, e) in entries.iter().enumerate() {
+            let status = e["response"]["status"].as_str().unwrap_or("").trim();
+            if status.starts_with("201") {
+                out.created += 1;
+            } else if status.starts_with("200") {
+                out.existing += 1;
+            } else if !status.starts_with('2') {
+                let said = outcome_text(&e["response"]["outcome"]);
+                let status = (!status.is_empty()).then(|| bounded(status, 60));
+                out.failed.push((i, status, said));
+            }
+        }
+        out
+    }
+}
+
+/// The most failed entries named (a refused bundle of thousands of
+/// messages need not be listed whole).
+const MAX_FAILED_ENTRIES: usize = 100;
+
+/// The entries of `bundle` that an OperationOutcome answer names, by
+/// `Bundle.entry[N]` in an issue's `expression` or `location`, or failing
+/// those, in its `diagnostics`.
+fn failed_entries(bundle: &[u8], body: &[u8]) -> Vec<FailedEntry> {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let Some(issues) = v["issue"].as_array() else {
+        return Vec::new();
+    };
+    let mut named: Vec<(usize, Option<String>, Option<String>)> = Vec::new();
+    for issue in issues {
+        let paths = ["expression", "location"]
+            .iter()
+            .filter_map(|k| issue[*k].as_array())
+            .flatten()
+            .filter_map(Value::as_str);
+        let index = paths
+            .filter_map(entry_index)
+            .next()
+            .or_else(|| issue["diagnostics"].as_str().and_then(entry_index));
+        if let Some(i) = index
+            && !named.iter().any(|(j, _, _)| *j == i)
+        {
+            named.push((i, None, outcome_issue_text(issue)));
+        }
+    }
+    describe(bundle, named)
+}
+
+/// `N` of the first `entry[N]` in `text`.
+fn entry_index(text: &str) -> Option<usize> {
+    let at = text.find("entry[")? + "entry[".len();
+    let digits = &text[at..];
+    let end = digits.find(']')?;
+    digits[..end].trim().parse().ok()
+}
+
+/// Names the entries of `bundle` at the given positions: their resource
+/// type and the message each carries or attests.
+fn describe(
+    bundle: &[u8],
+    failed: Vec<(usize, Option<String>, Option<String>)>,
+) -> Vec<FailedEntry> {
+    let sent: Value = serde_json::from_slice(bundle).unwrap_or(Value::Null);
+    failed
+        .into_iter()
+        .take(MAX_FAILED_ENTRIES)
+        .map(|(index, status, diagnostics)| {
+            let entry = &sent["entry"][index];
+            let resource = &entry["resource"];
+            let resource_type = resource["resourceType"].as_str().map(str::to_owned);
+            let urn = match resource_type.as_deref() {
+                Some("Provenance") => resource["target"][0]["reference"].as_str(),
+                _ => entry["fullUrl"].as_str(),
+            };
+            let msg_id = urn
+                .and_then(|u| u.strip_prefix("urn:uuid:"))
+                .map(str::to_owned);
+            FailedEntry {
+                index,
+                resource_type,
+                msg_id,
+                status,
+                diagnostics,
+            }
+        })
+        .collect()
+}
+
+/// A bounded, printable copy of what a server said.
+fn bounded(text: &str, max: usize) -> String {
+    crate::output::clean(&text.chars().take(max).collect::<String>())
+}
+
+/// The text of one OperationOutcome issue.
+fn outcome_issue_text(issue: &Value) -> Option<String> {
     let text = issue["diagnostics"]
         .as_str()
         .or_else(|| issue["details"]["text"].as_str())?;
     // Bounded: it goes to a terminal and perhaps a log.
-    Some(crate::output::clean(
-        &text.chars().take(300).collect::<String>(),
-    ))
+    Some(bounded(text, 300))
+}
+
+/// The first issue of an OperationOutcome.
+fn outcome_text(outcome: &Value) -> Option<String> {
+    outcome_issue_text(outcome["issue"].as_array()?.first()?)
+}
+
+/// The first issue of an OperationOutcome, for an error message.
+fn diagnostics(body: &[u8]) -> Option<String> {
+    outcome_text(&serde_json::from_slice(body).ok()?)
 }
 
 #[cfg(test)]
@@ -311,12 +494,78 @@ mod tests {
         let bundle = br#"{"resourceType":"Bundle","type":"transaction-response","entry":[
             {"response":{"status":"201 Created"}},{"response":{"status":"201"}},
             {"response":{"status":"200 OK"}}]}"#;
-        assert_eq!(count_outcomes(bundle), (2, 1));
+        let o = Outcomes::of(bundle);
+        assert_eq!((o.total, o.created, o.existing), (3, 2, 1));
+        assert!(o.failed.is_empty());
         let outcome = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"Unknown system\u001b[2J"}]}"#;
         assert_eq!(
             diagnostics(outcome).as_deref(),
             Some("Unknown system\u{fffd}[2J")
         );
+    }
+
+    /// A transaction bundle of two messages, as the client sends it.
+    fn sent() -> Vec<u8> {
+        serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:m-1", "resource": {"resourceType": "Communication"}},
+            {"fullUrl": "urn:uuid:p-1", "resource": {"resourceType": "Provenance",
+                "target": [{"reference": "urn:uuid:m-1"}]}},
+            {"fullUrl": "urn:uuid:m-2", "resource": {"resourceType": "Communication"}},
+            {"fullUrl": "urn:uuid:p-2", "resource": {"resourceType": "Provenance",
+                "target": [{"reference": "urn:uuid:m-2"}]}},
+        ]})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn entries_a_transaction_response_reports_as_failed_are_named() {
+        let answer = br#"{"resourceType":"Bundle","type":"transaction-response","entry":[
+            {"response":{"status":"201 Created"}},{"response":{"status":"201"}},
+            {"response":{"status":"422 Unprocessable Entity","outcome":{"resourceType":"OperationOutcome",
+              "issue":[{"severity":"error","code":"invalid","diagnostics":"subject unknown"}]}}},
+            {"response":{"status":"200 OK"}}]}"#;
+        let o = Outcomes::of(answer);
+        assert_eq!((o.total, o.created, o.existing), (4, 2, 1));
+        let named = describe(&sent(), o.failed);
+        assert_eq!(
+            named,
+            [FailedEntry {
+                index: 2,
+                resource_type: Some("Communication".into()),
+                msg_id: Some("m-2".into()),
+                status: Some("422 Unprocessable Entity".into()),
+                diagnostics: Some("subject unknown".into()),
+            }]
+        );
+        assert_eq!(
+            named[0].describe(),
+            "entry 2 (the Communication of message m-2): 422 Unprocessable Entity: subject unknown"
+        );
+    }
+
+    #[test]
+    fn entries_an_operation_outcome_names_are_found_by_path_or_text() {
+        let answer = br#"{"resourceType":"OperationOutcome","issue":[
+            {"severity":"error","code":"invalid","diagnostics":"bad target","expression":["Bundle.entry[3].resource.target[0]"]},
+            {"severity":"error","code":"invalid","diagnostics":"entry[1] Provenance: a second problem"},
+            {"severity":"error","code":"invalid","diagnostics":"entry[3] said again"},
+            {"severity":"error","code":"security","diagnostics":"no entry named here"}]}"#;
+        let named = failed_entries(&sent(), answer);
+        let ids: Vec<(usize, Option<&str>)> = named
+            .iter()
+            .map(|f| (f.index, f.msg_id.as_deref()))
+            .collect();
+        assert_eq!(ids, [(3, Some("m-2")), (1, Some("m-1"))]);
+        assert_eq!(named[0].diagnostics.as_deref(), Some("bad target"));
+        assert_eq!(named[0].resource_type.as_deref(), Some("Provenance"));
+        // An index past the end is still reported, without a message.
+        let beyond = failed_entries(
+            &sent(),
+            br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"x","diagnostics":"Bundle.entry[9] is odd"}]}"#,
+        );
+        assert_eq!((beyond[0].index, beyond[0].msg_id.as_ref()), (9, None));
+        assert!(failed_entries(&sent(), b"not json").is_empty());
     }
 
     #[test]
