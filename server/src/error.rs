@@ -67,7 +67,13 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         // A storage failure is a fault of ours, not the client's: log the
         // detail for operators, tell the client only that it may retry.
-        tracing::error!(error = %e, "storage error while serving a request");
+        // Refused writes were announced once when refusing began; one line
+        // per request would flood the log while the disk stays full.
+        if matches!(e, StoreError::Refused(_)) {
+            tracing::debug!(error = %e, "write refused while serving a request");
+        } else {
+            tracing::error!(error = %e, "storage error while serving a request");
+        }
         ApiError::new(
             ErrorCode::Internal,
             "the server could not complete this request; try again",

@@ -27,6 +27,10 @@ pub enum StoreError {
     /// The disk or the database failed.
     #[error("storage I/O failed: {0}")]
     Io(String),
+    /// Writes are refused: the disk is nearly full or read-only, or an
+    /// earlier write failed (see `space`). Nothing was written.
+    #[error("writes are refused: {0}")]
+    Refused(&'static str),
     /// Stored bytes are unreadable (wrong data key, or damage).
     #[error("stored data is unreadable: {0}")]
     Corrupt(&'static str),

@@ -41,10 +41,6 @@ pub(super) struct Space {
     failed: AtomicBool,
 }
 
-fn refused(why: &str) -> StoreError {
-    StoreError::Io(format!("writes are refused: {why}"))
-}
-
 impl Space {
     /// Watches the disk holding `dir`; writes need `min_free` bytes free.
     pub(super) fn new(dir: PathBuf, min_free: u64) -> Self {
@@ -64,7 +60,7 @@ impl Space {
     /// durable needs no room beyond what `min_free` keeps for it.
     pub(super) fn allow_finish(&self) -> Result<()> {
         if self.failed.load(Ordering::Acquire) {
-            return Err(refused(
+            return Err(StoreError::Refused(
                 "a write to the data directory failed; restart the server once the disk is fixed",
             ));
         }
@@ -92,8 +88,10 @@ impl Space {
         }
         match self.state.load(Ordering::Acquire) {
             ROOM => Ok(()),
-            LOW => Err(refused("the data directory's disk is nearly full")),
-            _ => Err(refused("the data directory is read-only")),
+            LOW => Err(StoreError::Refused(
+                "the data directory's disk is nearly full",
+            )),
+            _ => Err(StoreError::Refused("the data directory is read-only")),
         }
     }
 

@@ -142,6 +142,7 @@ fn run(
         for b in barriers {
             let _ = b.send(match &result {
                 Ok(_) => Ok(()),
+                Err(StoreError::Refused(why)) => Err(StoreError::Refused(why)),
                 Err(_) => Err(StoreError::Io("sync failed".into())),
             });
         }
@@ -167,9 +168,16 @@ fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, batch = replies.len(), "message commit failed");
+                if let StoreError::Refused(why) = e {
+                    tracing::debug!(why, batch = replies.len(), "message commit refused");
+                } else {
+                    tracing::error!(error = %e, batch = replies.len(), "message commit failed");
+                }
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Io("commit failed".into())));
+                    let _ = reply.send(Err(match &e {
+                        StoreError::Refused(why) => StoreError::Refused(why),
+                        _ => StoreError::Io("commit failed".into()),
+                    }));
                 }
             }
         }
