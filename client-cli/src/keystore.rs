@@ -37,7 +37,10 @@ use thiserror::Error;
 use wardline_protocol::{Secret, b64, rng};
 use zeroize::Zeroizing;
 
-pub use contacts::{Contact, DeviceFlag, DeviceStanding, DeviceTrust, KeyChange};
+pub use contacts::{
+    Contact, DeviceFlag, DeviceStanding, DeviceTrust, KeyChange, PinnedMatch, ReplacedKeys,
+    SigningKey,
+};
 pub(crate) use files::write_atomic;
 use files::{create_private_dir, shred};
 use kdf::Kdf;

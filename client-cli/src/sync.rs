@@ -333,10 +333,10 @@ pub fn open_one(
             "the server delivered it under a different conversation than it was sent to".into(),
         );
     }
-    let keys = state
-        .device_keys(&e.sender_user, &e.sender_device)
-        .ok_or("its sending device is not a known device of its sender")?;
-    let body = envelope::open(e, &state.device_id, secrets, &keys.sig_pk)
+    // The key pinned for the sending device when it sent the message
+    // (the current pin, or one replaced since after `verify --confirm`).
+    let key = state.signing_key(e)?;
+    let body = envelope::open(e, &state.device_id, secrets, &key.keys().sig_pk)
         .map_err(|err| err.to_string())?;
     Ok(StoredMessage {
         conv_id: push.conv_id.clone(),

@@ -661,3 +661,125 @@ fn an_export_is_posted_to_a_fhir_server_as_a_transaction() -> TestResult {
     );
     Ok(())
 }
+
+/// Replaces, in `who`'s keystore, the keys pinned for `user`'s device
+/// `device`, as `wardline verify USER --confirm` does once the server
+/// publishes other keys for a device this one knows and the user has
+/// verified them in person. (The real server never gives a device id new
+/// keys, so the new keys are made up here; no message is signed with
+/// them.) Returns when the pin was replaced.
+fn replace_pinned_keys(
+    who: &Client,
+    user: &str,
+    device: &str,
+) -> Result<wardline_protocol::Timestamp, Box<dyn std::error::Error>> {
+    let pass = Secret::new(who.passphrase.as_str());
+    let mut keystore = Keystore::open(&who.home, &pass)?;
+    let user = wardline_protocol::UserId::parse(user)?;
+    let new_keys = wardline_protocol::DeviceSecrets::from_bytes(&[0x5a; 32], &[0xa5; 32]).public();
+    let published = wardline_protocol::wire::DeviceInfo {
+        user_id: user.clone(),
+        device_id: wardline_protocol::DeviceId::parse(device)?,
+        kem_pk: new_keys.kem_pk,
+        sig_pk: new_keys.sig_pk,
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let now = wardline_protocol::Timestamp::from_unix_millis(i64::try_from(now.as_millis())?)?;
+    let state = keystore.state_mut();
+    state.remember_devices_at(std::slice::from_ref(&published), &now);
+    assert_eq!(state.confirm_verified(&user, &[published], &now), 1);
+    keystore.save()?;
+    Ok(now)
+}
+
+#[test]
+fn a_message_signed_with_a_key_replaced_since_still_exports_and_verifies_as_pinned_then()
+-> TestResult {
+    let (_server, root, _admin, alice, bob) = ward();
+    let id = note(&alice, "bob", "Ada: repeat ECG", Some(ADA));
+    ok(&bob.run(&["inbox"]));
+    let before = root.path().join("before.json");
+    ok(&export(&bob, &before, &[]));
+    let checked = bob.run(&["--json", "verify-export", &before.to_string_lossy()]);
+    ok(&checked);
+    let entry = checked.event("export_entry");
+    assert_eq!(entry["key"], "matches");
+    let (sender, device) = {
+        let pass = Secret::new(bob.passphrase.as_str());
+        let keystore = Keystore::open(&bob.home, &pass)?;
+        let m = &keystore.state().messages[0];
+        (m.sender_user.to_string(), m.sender_device.to_string())
+    };
+
+    let replaced_at = replace_pinned_keys(&bob, &sender, &device)?;
+
+    // The bundle made before: still alice's device's signature, with the
+    // key pinned for it when the message was sent.
+    let checked = bob.run(&["--json", "verify-export", &before.to_string_lossy()]);
+    ok(&checked);
+    let entry = checked.event("export_entry");
+    assert_eq!(entry["msg_id"], id.as_str());
+    assert_eq!(entry["ok"], true);
+    assert_eq!(entry["key"], "pinned_until", "{entry}");
+    assert_eq!(entry["key_pinned_until"], replaced_at.as_str());
+    assert_eq!(entry["sender_username"], "alice");
+    let summary = checked.event("export_checked");
+    assert_eq!(
+        (summary["failed"].as_u64(), summary["keys_unknown"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let human = bob.run(&["verify-export", &before.to_string_lossy()]);
+    ok(&human);
+    assert!(
+        human.stdout.contains("signed with the key pinned until"),
+        "{}",
+        human.stdout
+    );
+
+    // Exporting it again opens it with that key, and says so.
+    let after = root.path().join("after.json");
+    let run = export(&bob, &after, &[]);
+    ok(&run);
+    let exported = run.event("exported");
+    assert_eq!(
+        (
+            exported["messages"].as_u64(),
+            exported["unverifiable"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(exported["signed_with_replaced_keys"], 1);
+    assert!(events(&run, "warning").is_empty(), "{}", run.stdout);
+    let checked = bob.run(&["--json", "verify-export", &after.to_string_lossy()]);
+    ok(&checked);
+    assert_eq!(checked.event("export_entry")["key"], "pinned_until");
+
+    // Fetched again from the server, it still opens.
+    let history = bob.run(&["--json", "history", "alice"]);
+    ok(&history);
+    assert_eq!(support::client::texts(&history), ["Ada: repeat ECG"]);
+    assert!(
+        events(&history, "undecryptable").is_empty(),
+        "{}",
+        history.stdout
+    );
+
+    // A message signed with the old key but sent after the replacement is
+    // not that device's as far as this device knows.
+    note(&alice, "bob", "Ada: discharge", Some(ADA));
+    let inbox = bob.run(&["--json", "inbox"]);
+    ok(&inbox);
+    let problem = inbox.event("undecryptable");
+    assert!(
+        problem["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!(
+                "only until {}, before it was sent",
+                replaced_at.as_str()
+            ))),
+        "{problem}"
+    );
+    Ok(())
+}

@@ -13,12 +13,21 @@
 //! * **replaced keys** (a known device id with other keys): device ids are
 //!   never reused, so this can only be a substitution. Nothing is sealed to
 //!   the new keys until the user has verified them in person.
+//!
+//! When the user does verify replaced keys (`wardline verify USER
+//! --confirm`), the keys pinned until then are kept in the contact's
+//! history of replaced keys, with when they were pinned and replaced:
+//! a message that device signed while they were pinned (sent no later than
+//! the replacement) still opens, exports and verifies as signed with the
+//! key this device pinned for it at the time ([`State::signing_key`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use wardline_protocol::wire::DeviceInfo;
-use wardline_protocol::{DeviceId, DevicePublicKeys, Timestamp, UserId, Username};
+use wardline_protocol::{
+    DeviceId, DevicePublicKeys, Envelope, EnvelopeError, SigPublicKey, Timestamp, UserId, Username,
+};
 
 use super::State;
 
@@ -39,6 +48,70 @@ pub struct Contact {
     /// counts as part of the baseline.
     #[serde(default)]
     pub trust: BTreeMap<DeviceId, DeviceTrust>,
+    /// Per device: the keys pinned for it earlier and replaced since,
+    /// oldest first. (Absent in keystores made before this history was
+    /// kept, and for devices whose keys never changed.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replaced: BTreeMap<DeviceId, Vec<ReplacedKeys>>,
+}
+
+/// Keys once pinned for a device and replaced since by keys the user
+/// verified in person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacedKeys {
+    /// The keys.
+    pub keys: DevicePublicKeys,
+    /// When they were pinned: first sight, or the replacement before.
+    /// (Unknown for keys pinned before first sight was recorded.)
+    #[serde(default)]
+    pub pinned_from: Option<Timestamp>,
+    /// When the user replaced them.
+    pub replaced_at: Timestamp,
+    /// Whether the user had verified them in person.
+    pub verified: bool,
+}
+
+/// The pinned key that signed a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningKey<'a> {
+    /// The key pinned now.
+    Current(&'a DevicePublicKeys),
+    /// A key pinned when the message was sent, replaced since.
+    Replaced(&'a ReplacedKeys),
+}
+
+impl SigningKey<'_> {
+    /// The keys.
+    pub fn keys(&self) -> &DevicePublicKeys {
+        match self {
+            SigningKey::Current(k) => k,
+            SigningKey::Replaced(r) => &r.keys,
+        }
+    }
+
+    /// When the key stopped being the pinned one, if it has.
+    pub fn pinned_until(&self) -> Option<&Timestamp> {
+        match self {
+            SigningKey::Current(_) => None,
+            SigningKey::Replaced(r) => Some(&r.replaced_at),
+        }
+    }
+}
+
+/// How a signing key disclosed by someone else (an exported bundle)
+/// compares with the keys this device pinned for its device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinnedMatch {
+    /// This device knows nothing of the device.
+    UnknownDevice,
+    /// It is the key pinned now.
+    Current,
+    /// It was the pinned key until then, and the message was sent before.
+    PinnedUntil(Timestamp),
+    /// It was the pinned key only until then, before the message was sent.
+    ReplacedBefore(Timestamp),
+    /// It was never pinned for the device.
+    Differs,
 }
 
 /// What is known about one pinned device.
@@ -249,7 +322,22 @@ impl State {
                 kem_pk: d.kem_pk,
                 sig_pk: d.sig_pk,
             };
-            contact.devices.insert(d.device_id.clone(), keys);
+            if let Some(old) = contact.devices.insert(d.device_id.clone(), keys)
+                && old != keys
+            {
+                let trust = contact.trust.get(&d.device_id);
+                let history = contact.replaced.entry(d.device_id.clone()).or_default();
+                let pinned_from = history
+                    .last()
+                    .map(|r| r.replaced_at.clone())
+                    .or_else(|| trust.map(|t| t.first_seen.clone()));
+                history.push(ReplacedKeys {
+                    keys: old,
+                    pinned_from,
+                    replaced_at: now.clone(),
+                    verified: trust.is_some_and(|t| t.verified),
+                });
+            }
             let trust = contact
                 .trust
                 .entry(d.device_id.clone())
@@ -269,6 +357,83 @@ impl State {
     /// The pinned keys of `device`, if it is known to belong to `user`.
     pub fn device_keys(&self, user: &UserId, device: &DeviceId) -> Option<&DevicePublicKeys> {
         self.contacts.get(user)?.devices.get(device)
+    }
+
+    /// The key, pinned here for the sending device, that signed
+    /// `envelope`: the current pin, or one replaced since that was pinned
+    /// when the message was sent (no later than its replacement). The
+    /// error says why there is none.
+    pub fn signing_key(&self, envelope: &Envelope) -> Result<SigningKey<'_>, String> {
+        let contact = self.contacts.get(&envelope.sender_user);
+        let current = contact
+            .and_then(|c| c.devices.get(&envelope.sender_device))
+            .ok_or("its sending device is not a known device of its sender")?;
+        let history = contact
+            .and_then(|c| c.replaced.get(&envelope.sender_device))
+            .map_or(&[][..], Vec::as_slice);
+        // Most devices never had their keys replaced: the current pin is
+        // the only candidate, and opening checks the signature.
+        if history.is_empty() || envelope.verify_signature(&current.sig_pk).is_ok() {
+            return Ok(SigningKey::Current(current));
+        }
+        let signed = |r: &&ReplacedKeys| envelope.verify_signature(&r.keys.sig_pk).is_ok();
+        let sent = envelope.sent_at.unix_millis();
+        match history.iter().rev().find(signed) {
+            Some(r) if sent <= r.replaced_at.unix_millis() => Ok(SigningKey::Replaced(r)),
+            Some(r) => Err(format!(
+                "it is signed with a key this device pinned for its sending device only until {}, before it was sent",
+                r.replaced_at
+            )),
+            None => Err(EnvelopeError::BadSignature.to_string()),
+        }
+    }
+
+    /// How `sig_pk`, disclosed as the key of `device` for a message sent
+    /// at `sent_at` (`None`: not known), compares with the keys pinned here
+    /// for that device; with the device's owner when known.
+    pub fn pinned_match(
+        &self,
+        device: &DeviceId,
+        sig_pk: &SigPublicKey,
+        sent_at: Option<&Timestamp>,
+    ) -> (Option<&UserId>, PinnedMatch) {
+        if *device == self.device_id {
+            let own = self.device_secrets().public().sig_pk;
+            let found = if own == *sig_pk {
+                PinnedMatch::Current
+            } else {
+                PinnedMatch::Differs
+            };
+            return (Some(&self.user_id), found);
+        }
+        let Some((user, contact)) = self
+            .contacts
+            .iter()
+            .find(|(_, c)| c.devices.contains_key(device))
+        else {
+            return (None, PinnedMatch::UnknownDevice);
+        };
+        if contact
+            .devices
+            .get(device)
+            .is_some_and(|k| k.sig_pk == *sig_pk)
+        {
+            return (Some(user), PinnedMatch::Current);
+        }
+        let earlier = contact
+            .replaced
+            .get(device)
+            .and_then(|h| h.iter().rev().find(|r| r.keys.sig_pk == *sig_pk));
+        let found = match (earlier, sent_at) {
+            (None, _) => PinnedMatch::Differs,
+            (Some(r), Some(t)) if t.unix_millis() <= r.replaced_at.unix_millis() => {
+                PinnedMatch::PinnedUntil(r.replaced_at.clone())
+            }
+            (Some(r), Some(_)) => PinnedMatch::ReplacedBefore(r.replaced_at.clone()),
+            // Without a send time nothing says it was pinned then.
+            (Some(_), None) => PinnedMatch::Differs,
+        };
+        (Some(user), found)
     }
 
     /// Records a username learnt from the directory.

@@ -2,8 +2,8 @@ use super::*;
 
 use wardline_protocol::wire::DeviceInfo;
 use wardline_protocol::{
-    Body, BodyKind, ConversationId, DeviceId, DeviceSecrets, KemPublicKey, MessageId, Priority,
-    SigPublicKey, Timestamp, UserId, Username,
+    Body, BodyKind, ConversationId, DeviceId, DeviceSecrets, Envelope, KemPublicKey, MessageId,
+    Priority, SigPublicKey, Timestamp, UserId, Username,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -524,5 +524,221 @@ fn the_fuzz_seed_is_a_genuine_keystore_within_the_fuzz_targets_limits() -> TestR
     ] {
         assert!(open_bytes(&fs::read(seed.join(damaged))?, &pass, &limits).is_err());
     }
+    Ok(())
+}
+
+/// Bob's device as alice's keystore sees it, with the public half of `secrets`.
+fn bobs_device(secrets: &DeviceSecrets) -> DeviceInfo {
+    let public = secrets.public();
+    DeviceInfo {
+        user_id: UserId::parse("u-bob").expect("valid"),
+        device_id: DeviceId::parse("d-bob-1").expect("valid"),
+        kem_pk: public.kem_pk,
+        sig_pk: public.sig_pk,
+    }
+}
+
+/// A message from bob's device to alice's, sent at `sent_at`, signed by `signer`.
+fn from_bob(signer: &DeviceSecrets, sent_at: &str, alice: &DeviceSecrets) -> Envelope {
+    let header = wardline_protocol::Header {
+        msg_id: MessageId::generate_v7(1_795_419_114_000, [7; 10]),
+        conv_id: ConversationId::parse("c-1").expect("valid"),
+        sender_user: UserId::parse("u-bob").expect("valid"),
+        sender_device: DeviceId::parse("d-bob-1").expect("valid"),
+        sent_at: at(sent_at),
+        priority: Priority::Routine,
+        residency: wardline_protocol::Region::parse("GB").expect("valid"),
+    };
+    let body = Body {
+        text: "Ada: repeat ECG".into(),
+        kind: BodyKind::ClinicalNote,
+        patient: None,
+        reply_to: None,
+    };
+    let to = wardline_protocol::Recipient {
+        device_id: DeviceId::parse("d-alice-1").expect("valid"),
+        kem_pk: alice.public().kem_pk,
+    };
+    wardline_protocol::envelope::seal(header, &body, signer, &[to]).expect("sealed")
+}
+
+#[test]
+fn keys_replaced_after_verification_are_kept_with_when_they_were_pinned() -> TestResult {
+    let mine = DeviceSecrets::from_bytes(&[1; 32], &[2; 32]);
+    let mut state = State::new(registration(), &mine);
+    let bob = UserId::parse("u-bob")?;
+    let (first, second, third) = (
+        DeviceSecrets::from_bytes(&[5; 32], &[6; 32]),
+        DeviceSecrets::from_bytes(&[7; 32], &[8; 32]),
+        DeviceSecrets::from_bytes(&[9; 32], &[10; 32]),
+    );
+    let device = bobs_device(&first).device_id;
+    state.remember_devices_at(&[bobs_device(&first)], &at("2026-11-20T08:00:00.000Z"));
+    state.remember_devices_at(&[bobs_device(&second)], &at("2026-11-21T08:00:00.000Z"));
+    assert!(
+        state.contacts[&bob].replaced.is_empty(),
+        "published keys replace nothing until verified"
+    );
+    state.confirm_verified(
+        &bob,
+        &[bobs_device(&second)],
+        &at("2026-11-22T08:00:00.000Z"),
+    );
+    // Confirming the same keys again replaces nothing.
+    state.confirm_verified(
+        &bob,
+        &[bobs_device(&second)],
+        &at("2026-11-22T09:00:00.000Z"),
+    );
+    state.remember_devices_at(&[bobs_device(&third)], &at("2026-11-23T08:00:00.000Z"));
+    state.confirm_verified(
+        &bob,
+        &[bobs_device(&third)],
+        &at("2026-11-23T09:00:00.000Z"),
+    );
+    assert_eq!(
+        state.contacts[&bob].replaced[&device],
+        [
+            ReplacedKeys {
+                keys: first.public(),
+                pinned_from: Some(at("2026-11-20T08:00:00.000Z")),
+                replaced_at: at("2026-11-22T08:00:00.000Z"),
+                verified: false,
+            },
+            ReplacedKeys {
+                keys: second.public(),
+                pinned_from: Some(at("2026-11-22T08:00:00.000Z")),
+                replaced_at: at("2026-11-23T09:00:00.000Z"),
+                verified: true,
+            },
+        ]
+    );
+    assert_eq!(
+        state.device_keys(&bob, &device),
+        Some(&third.public()),
+        "the verified keys are the ones sealed to"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_message_signed_with_a_replaced_key_opens_if_sent_while_it_was_pinned() -> TestResult {
+    let mine = DeviceSecrets::from_bytes(&[1; 32], &[2; 32]);
+    let mut state = State::new(registration(), &mine);
+    let bob = UserId::parse("u-bob")?;
+    let (old, new) = (
+        DeviceSecrets::from_bytes(&[5; 32], &[6; 32]),
+        DeviceSecrets::from_bytes(&[7; 32], &[8; 32]),
+    );
+    let device = bobs_device(&old).device_id;
+    state.remember_devices_at(&[bobs_device(&old)], &at("2026-11-20T08:00:00.000Z"));
+    let before = from_bob(&old, "2026-11-21T08:00:00.000Z", &mine);
+    assert_eq!(
+        state.signing_key(&before)?,
+        SigningKey::Current(&old.public())
+    );
+    state.confirm_verified(&bob, &[bobs_device(&new)], &at("2026-11-22T08:00:00.000Z"));
+
+    // Sent while the old key was pinned: that key, reported as such.
+    let key = state.signing_key(&before)?;
+    assert_eq!(key.keys(), &old.public());
+    assert_eq!(key.pinned_until(), Some(&at("2026-11-22T08:00:00.000Z")));
+    let body =
+        wardline_protocol::envelope::open(&before, &state.device_id, &mine, &key.keys().sig_pk)?;
+    assert_eq!(body.text, "Ada: repeat ECG");
+    // Up to the moment of the replacement, not after it.
+    let at_replacement = from_bob(&old, "2026-11-22T08:00:00.000Z", &mine);
+    assert!(state.signing_key(&at_replacement).is_ok());
+    let after = from_bob(&old, "2026-11-22T08:00:00.001Z", &mine);
+    let refused = state
+        .signing_key(&after)
+        .expect_err("replaced before it was sent");
+    assert!(
+        refused.contains("only until 2026-11-22T08:00:00.000Z, before it was sent"),
+        "{refused}"
+    );
+    // The new key, whenever sent; any other key, never.
+    let fresh = from_bob(&new, "2026-11-21T08:00:00.000Z", &mine);
+    assert_eq!(
+        state.signing_key(&fresh)?,
+        SigningKey::Current(&new.public())
+    );
+    let stranger = DeviceSecrets::from_bytes(&[3; 32], &[4; 32]);
+    let forged = from_bob(&stranger, "2026-11-21T08:00:00.000Z", &mine);
+    assert_eq!(
+        state.signing_key(&forged),
+        Err("the sender's signature does not verify".to_owned())
+    );
+
+    // What a bundle discloses, compared the same way.
+    let sent = at("2026-11-21T08:00:00.000Z");
+    let late = at("2026-11-23T08:00:00.000Z");
+    let old_pk = old.public().sig_pk;
+    assert_eq!(
+        state.pinned_match(&device, &old_pk, Some(&sent)),
+        (
+            Some(&bob),
+            PinnedMatch::PinnedUntil(at("2026-11-22T08:00:00.000Z"))
+        )
+    );
+    assert_eq!(
+        state.pinned_match(&device, &old_pk, Some(&late)).1,
+        PinnedMatch::ReplacedBefore(at("2026-11-22T08:00:00.000Z"))
+    );
+    assert_eq!(
+        state
+            .pinned_match(&device, &new.public().sig_pk, Some(&sent))
+            .1,
+        PinnedMatch::Current
+    );
+    assert_eq!(
+        state
+            .pinned_match(&device, &stranger.public().sig_pk, Some(&sent))
+            .1,
+        PinnedMatch::Differs
+    );
+    let unknown = DeviceId::parse("d-nobody")?;
+    assert_eq!(
+        state.pinned_match(&unknown, &old_pk, Some(&sent)),
+        (None, PinnedMatch::UnknownDevice)
+    );
+    Ok(())
+}
+
+#[test]
+fn the_history_of_replaced_keys_is_saved_and_older_keystores_without_it_still_load() -> TestResult {
+    let (_dir, home, _secrets) = fixture()?;
+    let pass = Secret::new("correct horse");
+    let bob = UserId::parse("u-bob")?;
+    let (old, new) = (
+        DeviceSecrets::from_bytes(&[5; 32], &[6; 32]),
+        DeviceSecrets::from_bytes(&[7; 32], &[8; 32]),
+    );
+    let mut ks = Keystore::open(&home, &pass)?;
+    let state = ks.state_mut();
+    state.remember_devices_at(&[bobs_device(&old)], &at("2026-11-20T08:00:00.000Z"));
+    let unchanged = serde_json::to_value(&*state)?;
+    assert!(
+        unchanged["contacts"]["u-bob"].get("replaced").is_none(),
+        "nothing new is written while no key was replaced: {unchanged}"
+    );
+    state.confirm_verified(&bob, &[bobs_device(&new)], &at("2026-11-22T08:00:00.000Z"));
+    ks.save()?;
+    let reopened = Keystore::open(&home, &pass)?;
+    let device = bobs_device(&old).device_id;
+    assert_eq!(
+        reopened.state().contacts[&bob].replaced[&device][0].keys,
+        old.public()
+    );
+
+    // A keystore written before the history was kept.
+    let mut older = serde_json::to_value(reopened.state())?;
+    older["contacts"]["u-bob"]
+        .as_object_mut()
+        .ok_or("a contact")?
+        .remove("replaced");
+    let state: State = serde_json::from_value(older)?;
+    assert!(state.contacts[&bob].replaced.is_empty());
+    assert_eq!(state.device_keys(&bob, &device), Some(&new.public()));
     Ok(())
 }

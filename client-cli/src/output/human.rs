@@ -345,7 +345,7 @@ pub fn render(event: &Event, style: Style, now: &Now) -> (String, Stream) {
             record::posted(url, *http_status, *created, *already_present),
             Stdout,
         ),
-        Event::ExportEntry(e) => (record::verified_entry(e, style), Stdout),
+        Event::ExportEntry(e) => (record::verified_entry(e, style, now), Stdout),
         Event::ExportChecked {
             entries,
             failed,

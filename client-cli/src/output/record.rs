@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use wardline_protocol::{ConversationId, DeviceId, MessageId, Username};
+use wardline_protocol::{ConversationId, DeviceId, MessageId, Timestamp, Username};
 
 use super::human::Style;
+use super::time::{Now, datetime};
 use super::{clean, plural};
 
 /// What an export wrote and what it left out.
@@ -28,6 +29,9 @@ pub struct ExportSummary {
     pub no_patient: usize,
     /// Left out: could not be opened and verified again on this device.
     pub unverifiable: usize,
+    /// Exported, signed with a key this device pinned for the sending
+    /// device when it was sent and replaced since (`verify --confirm`).
+    pub signed_with_replaced_keys: usize,
     /// For people only.
     #[serde(skip)]
     pub conv_title: String,
@@ -129,12 +133,26 @@ pub struct Incomplete {
 pub enum KeyCheck {
     /// It is the key this device pinned for the signing device.
     Matches,
+    /// It is the key this device pinned for the signing device when the
+    /// message was sent, replaced since (`key_pinned_until` says when).
+    PinnedUntil,
+    /// This device pinned that key for the signing device only until
+    /// `key_pinned_until`, before the message says it was sent: not
+    /// accepted as that device's signature.
+    ReplacedBeforeSent,
     /// This device pinned another key for that device: not its signature.
     Differs,
     /// This device has never seen the signing device.
     UnknownDevice,
     /// Not compared: no keystore here, or the entry discloses no key.
     NotChecked,
+}
+
+impl KeyCheck {
+    /// Whether the signature is not accepted as the device's.
+    pub fn is_alarm(self) -> bool {
+        matches!(self, KeyCheck::Differs | KeyCheck::ReplacedBeforeSent)
+    }
 }
 
 /// One entry of a checked export.
@@ -153,6 +171,9 @@ pub struct VerifiedEntry {
     pub failures: Vec<String>,
     /// The signing key against this device's pinned keys.
     pub key: KeyCheck,
+    /// For a key pinned earlier and replaced since: when it was replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_pinned_until: Option<Timestamp>,
     /// No check failed and the key is not someone else's.
     pub ok: bool,
 }
@@ -171,6 +192,16 @@ pub fn exported(s: &ExportSummary, style: Style) -> String {
             "{} no patient and {} linked to the patient you gave; the record shows you made that link.",
             plural(s.linked_by_exporter, "of them names", "of them name"),
             if s.linked_by_exporter == 1 { "is" } else { "are" }
+        ));
+    }
+    if s.signed_with_replaced_keys > 0 {
+        lines.push(format!(
+            "{} signed with a key this device pinned for the sending device at the time and has replaced since (after `wardline verify --confirm`); `wardline verify-export` shows until when.",
+            plural(
+                s.signed_with_replaced_keys,
+                "of them was",
+                "of them were"
+            )
         ));
     }
     let mut left = Vec::new();
@@ -215,7 +246,7 @@ pub fn posted(url: &str, status: u16, created: usize, existing: usize) -> String
 }
 
 /// One line per checked entry.
-pub fn verified_entry(e: &VerifiedEntry, style: Style) -> String {
+pub fn verified_entry(e: &VerifiedEntry, style: Style, now: &Now) -> String {
     let id = e
         .msg_id
         .map(|m| m.to_string())
@@ -228,6 +259,14 @@ pub fn verified_entry(e: &VerifiedEntry, style: Style) -> String {
     };
     let key = match e.key {
         KeyCheck::Matches => "its key matches the one pinned on this device".to_owned(),
+        KeyCheck::PinnedUntil => format!(
+            "signed with the key pinned until {} (the key this device pinned for it when the message was sent; replaced since, after `wardline verify --confirm`)",
+            pinned_until(e, now)
+        ),
+        KeyCheck::ReplacedBeforeSent => style.alarm(&format!(
+            "its key was pinned for that device only until {}, BEFORE the message says it was sent: not accepted as that device's signature",
+            pinned_until(e, now)
+        )),
         KeyCheck::Differs => style.alarm(
             "its key is NOT the one this device pinned for that device: the signature is not that device's",
         ),
@@ -240,13 +279,19 @@ pub fn verified_entry(e: &VerifiedEntry, style: Style) -> String {
         format!("{}  {id}: signed by {signer}; {key}", style.good("ok    "))
     } else {
         let mut why = e.failures.clone();
-        if e.key == KeyCheck::Differs {
+        if e.key.is_alarm() {
             why.push(key);
         } else if e.sender_device.is_some() {
             why.push(format!("signed by {signer}"));
         }
         format!("{}  {id}: {}", style.alarm("FAILED"), why.join("; "))
     }
+}
+
+fn pinned_until(e: &VerifiedEntry, now: &Now) -> String {
+    e.key_pinned_until
+        .as_ref()
+        .map_or_else(|| "an unknown time".to_owned(), |t| datetime(t, now))
 }
 
 /// The closing line of `verify-export`.

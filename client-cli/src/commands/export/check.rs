@@ -2,17 +2,21 @@
 //! (`record::verify_bundle`: signature, decryption with the disclosed key,
 //! and that the Communication says exactly what was signed), then compares
 //! each entry's signing key with the key this device pinned for the
-//! signing device, since the bundle alone cannot prove whose key it is.
+//! signing device when the message was sent (the current pin, or one
+//! replaced since by `verify --confirm`), since the bundle alone cannot
+//! prove whose key it is.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use wardline_protocol::record::{self, EntryVerdict};
-use wardline_protocol::{DeviceId, SigPublicKey, Username};
+use serde_json::Value;
+use wardline_protocol::Timestamp;
+use wardline_protocol::record::{self, ENVELOPE_EXTENSION_URL, EntryVerdict};
 
 use crate::commands::{Context, open_keystore};
 use crate::error::Error;
-use crate::keystore::{Keystore, State};
+use crate::keystore::{Keystore, PinnedMatch, State};
 use crate::output::record::{KeyCheck, VerifiedEntry};
 use crate::output::{Event, plural};
 
@@ -59,14 +63,15 @@ pub fn run(ctx: &Context, args: &VerifyExportArgs) -> Result<(), Error> {
         ));
         None
     };
+    let sent = send_times(&text);
     let entries: Vec<VerifiedEntry> = verdicts
         .iter()
-        .map(|v| entry(v, keystore.as_ref().map(Keystore::state)))
+        .map(|v| entry(v, keystore.as_ref().map(Keystore::state), &sent))
         .collect();
     let failed: Vec<&VerifiedEntry> = entries.iter().filter(|e| !e.ok).collect();
     let keys_unknown = entries
         .iter()
-        .filter(|e| e.ok && e.key != KeyCheck::Matches)
+        .filter(|e| e.ok && matches!(e.key, KeyCheck::UnknownDevice | KeyCheck::NotChecked))
         .count();
     let summary = Event::ExportChecked {
         file: args.file.clone(),
@@ -100,41 +105,73 @@ fn entry_name(e: &VerifiedEntry) -> String {
     }
 }
 
-/// One verdict, with its signing key compared with the pinned one.
-fn entry(v: &EntryVerdict, state: Option<&State>) -> VerifiedEntry {
-    let pinned = match (&v.sender_device, state) {
-        (Some(d), Some(st)) => pinned_key(st, d),
-        _ => None,
-    };
-    let key = match (state, &v.sender_device, &v.sender_sig_pk, &pinned) {
-        (Some(_), Some(_), Some(disclosed), Some((_, pinned))) if disclosed == pinned => {
-            KeyCheck::Matches
+/// One verdict, with its signing key compared with the one pinned for its
+/// device when the message was sent.
+fn entry(
+    v: &EntryVerdict,
+    state: Option<&State>,
+    sent: &HashMap<String, Timestamp>,
+) -> VerifiedEntry {
+    let sent_at = v.msg_id.and_then(|m| sent.get(&m.to_string()));
+    let (owner, found) = match (state, &v.sender_device, &v.sender_sig_pk) {
+        (Some(st), Some(device), Some(disclosed)) => {
+            let (owner, found) = st.pinned_match(device, disclosed, sent_at);
+            (owner.and_then(|u| st.username_of(u)).cloned(), Some(found))
         }
-        (Some(_), Some(_), Some(_), Some(_)) => KeyCheck::Differs,
-        (Some(_), Some(_), Some(_), None) => KeyCheck::UnknownDevice,
-        _ => KeyCheck::NotChecked,
+        _ => (None, None),
+    };
+    let (key, key_pinned_until) = match found {
+        None => (KeyCheck::NotChecked, None),
+        Some(PinnedMatch::Current) => (KeyCheck::Matches, None),
+        Some(PinnedMatch::PinnedUntil(t)) => (KeyCheck::PinnedUntil, Some(t)),
+        Some(PinnedMatch::ReplacedBefore(t)) => (KeyCheck::ReplacedBeforeSent, Some(t)),
+        Some(PinnedMatch::Differs) => (KeyCheck::Differs, None),
+        Some(PinnedMatch::UnknownDevice) => (KeyCheck::UnknownDevice, None),
     };
     let failures: Vec<String> = v.failures.iter().map(ToString::to_string).collect();
     VerifiedEntry {
         full_url: v.full_url.clone(),
         msg_id: v.msg_id,
         sender_device: v.sender_device.clone(),
-        sender_username: pinned.and_then(|(owner, _)| owner),
-        ok: failures.is_empty() && key != KeyCheck::Differs,
+        sender_username: owner,
+        ok: failures.is_empty() && !key.is_alarm(),
         failures,
         key,
+        key_pinned_until,
     }
 }
 
-/// The key this device pinned for `device`, and its owner's username.
-fn pinned_key(state: &State, device: &DeviceId) -> Option<(Option<Username>, SigPublicKey)> {
-    if *device == state.device_id {
-        let own = state.device_secrets().public().sig_pk;
-        return Some((Some(state.username.clone()), own));
+/// The signed send time of each message in the bundle, by message id,
+/// from the Provenances' signed-envelope extension (the signature covers
+/// it, so it counts only for entries that verify).
+fn send_times(bundle: &str) -> HashMap<String, Timestamp> {
+    let Ok(v) = serde_json::from_str::<Value>(bundle) else {
+        return HashMap::new();
+    };
+    let mut out = HashMap::new();
+    for e in v["entry"].as_array().map_or(&[][..], Vec::as_slice) {
+        let resource = &e["resource"];
+        if resource["resourceType"] != "Provenance" {
+            continue;
+        }
+        let Some(ext) = resource["extension"]
+            .as_array()
+            .and_then(|x| x.iter().find(|x| x["url"] == ENVELOPE_EXTENSION_URL))
+        else {
+            continue;
+        };
+        let field = |name: &str| {
+            ext["extension"]
+                .as_array()?
+                .iter()
+                .find(|x| x["url"] == name)?["valueString"]
+                .as_str()
+        };
+        if let (Some(id), Some(at)) = (field("msg_id"), field("sent_at"))
+            && let Ok(at) = Timestamp::parse(at)
+        {
+            out.insert(id.to_owned(), at);
+        }
     }
-    state.contacts.iter().find_map(|(user, c)| {
-        c.devices
-            .get(device)
-            .map(|keys| (state.username_of(user).cloned(), keys.sig_pk))
-    })
+    out
 }

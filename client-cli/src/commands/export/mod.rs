@@ -252,6 +252,8 @@ pub async fn run(
     let secrets = state.device_secrets();
     let mut exported = Vec::with_capacity(chosen.len());
     let mut unverifiable = Vec::new();
+    // For messages signed with a key pinned then and replaced since: until when.
+    let mut replaced_keys = Vec::new();
     let mut progress = Progress::new("opening messages", chosen.len());
     for m in &chosen {
         progress.step();
@@ -273,7 +275,10 @@ pub async fn run(
                 open_again(state, m, e, sender, recipients, &secrets)
             });
         match opened {
-            Ok(x) => exported.push(x),
+            Ok((x, until)) => {
+                replaced_keys.extend(until);
+                exported.push(x);
+            }
             Err(why) => unverifiable.push((m.seq, m.msg_id, why)),
         }
     }
@@ -329,6 +334,7 @@ pub async fn run(
         other_patient,
         no_patient,
         unverifiable: unverifiable.len(),
+        signed_with_replaced_keys: replaced_keys.len(),
         conv_title: conv.title,
     }))?;
     if let Some(target) = &prepared.post {
@@ -377,7 +383,8 @@ async fn record_in_audit(
 }
 
 /// Opens `m` again from `envelope`, with the key pinned here for its
-/// sending device, and checks it is the message the cache holds.
+/// sending device, and checks it is the message the cache holds. With it,
+/// when that key has been replaced since: until when it was pinned.
 fn open_again(
     state: &crate::keystore::State,
     m: &StoredMessage,
@@ -385,7 +392,7 @@ fn open_again(
     sender: Participant,
     recipients: Vec<Participant>,
     secrets: &wardline_protocol::DeviceSecrets,
-) -> Result<ExportedMessage, String> {
+) -> Result<(ExportedMessage, Option<wardline_protocol::Timestamp>), String> {
     if envelope.msg_id != m.msg_id
         || envelope.conv_id != m.conv_id
         || envelope.sender_user != m.sender_user
@@ -394,15 +401,16 @@ fn open_again(
         return Err("the server's copy is not the message this device received".into());
     }
     // The sender-device check: the key is the one pinned for this device
-    // of this sender, never one the envelope or the server offers.
-    let keys = state
-        .device_keys(&m.sender_user, &m.sender_device)
-        .ok_or("its sending device is not a known device of its sender")?;
+    // of this sender when it sent the message (the current pin, or one
+    // replaced since), never one the envelope or the server offers.
+    let key = state
+        .signing_key(envelope)
+        .map_err(|e| format!("it no longer opens with the keys this device knows ({e})"))?;
     let opened = ExportedMessage::open(
         envelope.clone(),
         &state.device_id,
         secrets,
-        keys.sig_pk,
+        key.keys().sig_pk,
         sender,
         recipients,
     )
@@ -410,7 +418,7 @@ fn open_again(
     if opened.body != m.body {
         return Err("it does not match the copy this device kept".into());
     }
-    Ok(opened)
+    Ok((opened, key.pinned_until().cloned()))
 }
 
 /// Envelopes of the messages `seqs` that the cache lacks (messages cached
