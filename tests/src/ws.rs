@@ -176,3 +176,48 @@ impl WsUser {
             .expect("json")
     }
 }
+
+/// Two clinicians, alice and bob, in one conversation, enrolled by the
+/// bootstrap admin of a fresh server: the start of most end-to-end tests.
+#[derive(Debug)]
+pub struct Pair {
+    /// The bootstrap admin.
+    pub admin: WsUser,
+    /// The member who sends.
+    pub alice: WsUser,
+    /// The other member.
+    pub bob: WsUser,
+    /// Their conversation.
+    pub conv: String,
+    /// The `devices` reply for both, for sealing.
+    pub devices: Value,
+}
+
+impl Pair {
+    /// Enrols the admin with `bootstrap_code`, then alice and bob, and has
+    /// alice open a conversation called `title` with bob.
+    pub async fn open(url: &str, bootstrap_code: &str, title: &str) -> Self {
+        let mut admin = WsUser::enrol(url, bootstrap_code).await;
+        let mut alice = admin.create_and_enrol(url, "alice").await;
+        let bob = admin.create_and_enrol(url, "bob").await;
+        let conv = alice
+            .client
+            .ok(
+                "conversation_create",
+                json!({"members": [bob.user_id], "title": title}),
+            )
+            .await;
+        let conv = conv["conv_id"].as_str().expect("id").to_string();
+        let devices = alice
+            .client
+            .ok("devices", json!({"user_ids": [alice.user_id, bob.user_id]}))
+            .await;
+        Self {
+            admin,
+            alice,
+            bob,
+            conv,
+            devices,
+        }
+    }
+}

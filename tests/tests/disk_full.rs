@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use wardline_protocol::MessageId;
 use wardline_tests::ServerProcess;
 
-use wardline_tests::ws::{WsClient, WsUser};
+use wardline_tests::ws::{Pair, WsClient, WsUser};
 
 struct Tmpfs(std::path::PathBuf);
 
@@ -49,29 +49,14 @@ struct Ward {
 impl Ward {
     async fn open(data: &std::path::Path, flags: &[&str]) -> Self {
         let server = ServerProcess::start_with(data, flags);
-        let url = server.url.clone();
-        let mut admin = WsUser::enrol(&url, &server.bootstrap_code()).await;
-        let mut alice = admin.create_and_enrol(&url, "alice").await;
-        let bob = admin.create_and_enrol(&url, "bob").await;
-        let conv = alice
-            .client
-            .ok(
-                "conversation_create",
-                json!({"members": [bob.user_id], "title": "t"}),
-            )
-            .await;
-        let conv = conv["conv_id"].as_str().expect("id").to_string();
-        let devices = alice
-            .client
-            .ok("devices", json!({"user_ids": [alice.user_id, bob.user_id]}))
-            .await;
+        let p = Pair::open(&server.url, &server.bootstrap_code(), "t").await;
         Self {
             server,
-            admin_token: admin.token.clone(),
-            alice,
-            bob,
-            conv,
-            devices,
+            admin_token: p.admin.token.clone(),
+            alice: p.alice,
+            bob: p.bob,
+            conv: p.conv,
+            devices: p.devices,
         }
     }
 

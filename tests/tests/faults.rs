@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use wardline_protocol::{MessageId, audit};
 use wardline_tests::ServerProcess;
-use wardline_tests::ws::{WsClient, WsUser};
+use wardline_tests::ws::{Pair, WsClient, WsUser};
 
 /// The stated bound: a client that never reads may cost the server at most
 /// this much beyond what the same flood costs with nobody reading (its
@@ -21,21 +21,13 @@ async fn a_client_that_never_reads_cannot_grow_server_memory() {
     let root = tempfile::tempdir().expect("temp dir");
     let server = ServerProcess::start(&root.path().join("data"));
     let url = server.url.clone();
-    let mut admin = WsUser::enrol(&url, &server.bootstrap_code()).await;
-    let mut alice = admin.create_and_enrol(&url, "alice").await;
-    let bob = admin.create_and_enrol(&url, "bob").await;
-    let conv = alice
-        .client
-        .ok(
-            "conversation_create",
-            json!({"members": [bob.user_id], "title": "flood"}),
-        )
-        .await;
-    let conv = conv["conv_id"].as_str().expect("id").to_string();
-    let devices = alice
-        .client
-        .ok("devices", json!({"user_ids": [alice.user_id, bob.user_id]}))
-        .await;
+    let Pair {
+        mut alice,
+        bob,
+        conv,
+        devices,
+        ..
+    } = Pair::open(&url, &server.bootstrap_code(), "flood").await;
     let text = "x".repeat(100_000);
     let mut n = 0u64;
     let mut flood = async |alice: &mut WsUser| {
