@@ -198,7 +198,7 @@ pub struct TrafficArgs {
     pub rate: Option<f64>,
     /// Rate to size the pre-sealed envelope pool for in window mode
     /// (messages per second in all); the window closes early if it runs out
-    /// [default: chat 15,000; group 200,000 / members].
+    /// [default: chat 25,000; group 200,000 / members].
     #[arg(long)]
     pub expect_rate: Option<f64>,
     /// Acknowledge received messages this often, ms (0: never).

@@ -182,7 +182,7 @@ pub async fn wardline_phase(
 ) -> anyhow::Result<(Figures, SealStats)> {
     let o = opts(common, traffic, &world.env, pace, label)?;
     let expect = traffic.expect_rate.unwrap_or(if shape.members == 2 {
-        15_000.0
+        25_000.0
     } else {
         // A group of 100 commits about 2,000 sends/s on the reference
         // machine; sealing for 100 recipients takes ~7 ms per envelope.
