@@ -27,7 +27,7 @@ impl Progress {
             label,
             total,
             done: 0,
-            visible: total >= THRESHOLD && io::stderr().is_terminal(),
+            visible: shows(total, io::stderr().is_terminal()),
             drawn: None,
         }
     }
@@ -42,18 +42,9 @@ impl Progress {
 
     fn draw(&mut self) {
         self.drawn = Some(Instant::now());
-        let filled = (self.done * WIDTH).checked_div(self.total).unwrap_or(WIDTH);
         let mut err = io::stderr().lock();
         // A bar that fails to draw only costs the user the bar.
-        let _ = write!(
-            err,
-            "\r{} [{}{}] {}/{}",
-            self.label,
-            "#".repeat(filled),
-            " ".repeat(WIDTH - filled),
-            self.done,
-            self.total
-        );
+        let _ = write!(err, "{}", render(self.label, self.done, self.total));
         let _ = err.flush();
     }
 
@@ -67,9 +58,51 @@ impl Progress {
     }
 }
 
+/// Whether a run of `total` steps shows a bar.
+fn shows(total: usize, to_terminal: bool) -> bool {
+    total >= THRESHOLD && to_terminal
+}
+
+/// One frame of the bar, drawn over the previous one.
+fn render(label: &str, done: usize, total: usize) -> String {
+    let filled = (done * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
+    format!(
+        "\r{label} [{}{}] {done}/{total}",
+        "#".repeat(filled),
+        " ".repeat(WIDTH - filled),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_runs_show_a_bar_only_at_a_terminal() {
+        assert!(shows(THRESHOLD, true));
+        assert!(shows(5_000, true));
+        assert!(!shows(5_000, false), "never in a pipe or a log file");
+        assert!(!shows(THRESHOLD - 1, true));
+    }
+
+    #[test]
+    fn the_bar_fills_in_proportion() {
+        assert_eq!(
+            render("exporting", 0, 600),
+            format!("\rexporting [{}] 0/600", " ".repeat(WIDTH))
+        );
+        assert_eq!(
+            render("exporting", 300, 600),
+            format!("\rexporting [{}{}] 300/600", "#".repeat(15), " ".repeat(15))
+        );
+        assert_eq!(
+            render("exporting", 600, 600),
+            format!("\rexporting [{}] 600/600", "#".repeat(WIDTH))
+        );
+    }
 
     #[test]
     fn short_runs_never_show_a_bar() {
