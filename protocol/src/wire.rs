@@ -162,6 +162,18 @@ pub struct Resume {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Logout {}
 
+/// `password_change`: a signed-in user replaces their own password, proving
+/// who they are with the current password and a fresh TOTP code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasswordChange {
+    /// The password in use now.
+    pub password: Secret,
+    /// A fresh TOTP code.
+    pub totp: Secret,
+    /// The password to use from now on.
+    pub new_password: Secret,
+}
+
 /// `admin_user_create`: provision an account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdminUserCreate {
@@ -475,6 +487,7 @@ requests! {
     Login = "login",
     Resume = "resume",
     Logout = "logout",
+    PasswordChange = "password_change",
     AdminUserCreate = "admin_user_create",
     Lookup = "lookup",
     Users = "users",

@@ -104,6 +104,9 @@ fn every_request_type_decodes_its_documented_example() {
                 .to_string(),
             "resume" => r#""token":"t""#.to_string(),
             "logout" | "conversations" => String::new(),
+            "password_change" => {
+                r#""password":"p","totp":"1","new_password":"a new password""#.to_string()
+            }
             "admin_user_create" => {
                 r#""username":"jsmith","display_name":"J","role":"clinician""#.to_string()
             }

@@ -10,8 +10,8 @@ use dashmap::DashMap;
 use ring::digest;
 use tokio::sync::Mutex;
 use wardline_protocol::wire::{
-    EnrolFinish, EnrolStart, EnrolStartOk, ErrorCode, Login, LoginDevice, NewDevice, Resume,
-    ResumeOk, SessionOk,
+    EnrolFinish, EnrolStart, EnrolStartOk, ErrorCode, Login, LoginDevice, NewDevice,
+    PasswordChange, Resume, ResumeOk, SessionOk,
 };
 use wardline_protocol::{DeviceId, Secret, Timestamp, UserId, Username};
 
@@ -250,11 +250,7 @@ async fn redeem(state: &Arc<State>, code: &Secret) -> Result<([u8; 32], User), A
 /// `enrol_start`: set the password, issue a TOTP secret.
 pub async fn enrol_start(state: &Arc<State>, req: EnrolStart) -> Result<EnrolStartOk, ApiError> {
     let (_, user) = redeem(state, &req.code).await?;
-    if req.password.expose().chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "choose a password of at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
+    check_password_policy(&req.password)?;
     let lock = state.auth.lock_for(&user.id);
     let _guard = lock.lock().await;
     let mut user = state.store.user(&user.id)?.ok_or_else(enrolment_failed)?;
@@ -501,6 +497,45 @@ async fn check_credentials(
     // Spend the code now, whatever happens next.
     state.store.put_user(&user)?;
     Ok(user)
+}
+
+fn check_password_policy(password: &Secret) -> Result<(), ApiError> {
+    if password.expose().chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "choose a password of at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `password_change`: the user proves who they are as for `login` (current
+/// password and a fresh TOTP code; failures count towards lockout) and sets
+/// a new password. Sessions go on: a device that may be in the wrong hands
+/// is wiped or revoked, not logged out by a password change.
+pub async fn password_change(
+    state: &Arc<State>,
+    authed: &Authed,
+    req: PasswordChange,
+) -> Result<(), ApiError> {
+    check_password_policy(&req.new_password)?;
+    if req.new_password.expose() == req.password.expose() {
+        return Err(ApiError::bad_request(
+            "the new password must differ from the current one",
+        ));
+    }
+    let lock = state.auth.lock_for(&authed.user.id);
+    let _guard = lock.lock().await;
+    let mut user = check_credentials(state, &authed.user.id, req.password, req.totp).await?;
+    user.password_hash = Some(hash_password(state, req.new_password).await?);
+    state.store.put_user(&user)?;
+    crate::audit::record(
+        state,
+        crate::audit::Event::new("password_changed", Some(&user.id), None, "ok")
+            .device(&authed.device_id),
+    )?;
+    state.store.sync()?;
+    tracing::info!(user = %user.id, "password changed");
+    Ok(())
 }
 
 fn audit_login(state: &State, user: &UserId, outcome: &'static str) -> Result<(), ApiError> {

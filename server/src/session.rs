@@ -398,6 +398,10 @@ async fn dispatch(
                     }
                     Ok(vec![reply])
                 }
+                Request::PasswordChange(r) => {
+                    auth::password_change(state, authed, r).await?;
+                    ok(&Empty {})
+                }
                 Request::AdminUserCreate(r) => ok(&admin::user_create(state, authed, r)?),
                 Request::Lookup(r) => ok(&directory::lookup(state, authed, r)?),
                 Request::Users(r) => ok(&directory::users(state, authed, r)?),

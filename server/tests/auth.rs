@@ -241,3 +241,108 @@ async fn a_connection_that_never_authenticates_is_closed() {
     let mut c = server.connect().await;
     assert!(c.closed().await || c.closed().await, "closed within 20 s");
 }
+
+#[tokio::test]
+async fn a_user_changes_their_password_after_proving_who_they_are() -> TestResult {
+    let server = TestServer::start().await;
+    let mut admin = TestUser::admin(&server).await;
+    let mut alice = TestUser::clinician(&server, &mut admin, "alice").await;
+    let new = "a brand new passphrase";
+
+    // The new password must be long enough and new; checked before anything else.
+    alice
+        .client
+        .fails(
+            "password_change",
+            json!({"password": alice.password, "totp": "000000", "new_password": "short"}),
+            "bad_request",
+        )
+        .await;
+    alice
+        .client
+        .fails(
+            "password_change",
+            json!({"password": alice.password, "totp": "000000", "new_password": alice.password}),
+            "bad_request",
+        )
+        .await;
+    // A wrong current password is a failed login.
+    server.next_totp_step();
+    let code = server.totp_now(&alice.totp_secret);
+    alice
+        .client
+        .fails(
+            "password_change",
+            json!({"password": "not the password", "totp": code, "new_password": new}),
+            "auth_failed",
+        )
+        .await;
+
+    alice
+        .client
+        .ok(
+            "password_change",
+            json!({"password": alice.password, "totp": code, "new_password": new}),
+        )
+        .await;
+    // The code is spent.
+    alice
+        .client
+        .fails(
+            "password_change",
+            json!({"password": new, "totp": code, "new_password": "yet another password"}),
+            "totp_replayed",
+        )
+        .await;
+    // The session goes on.
+    alice.client.ok("conversations", json!({})).await;
+
+    server.next_totp_step();
+    let code = server.totp_now(&alice.totp_secret);
+    let mut c = server.connect().await;
+    c.fails("login", json!({"username": "alice", "password": alice.password, "totp": code, "device": {"device_id": alice.device_id}}), "auth_failed")
+        .await;
+    c.ok("login", json!({"username": "alice", "password": new, "totp": code, "device": {"device_id": alice.device_id}}))
+        .await;
+
+    let audit = admin
+        .client
+        .ok("admin_audit", json!({"kind": "password_changed"}))
+        .await;
+    let entries = audit["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["actor"].as_str(), Some(alice.user_id.as_str()));
+    assert!(
+        !audit.to_string().contains(new),
+        "the audit log holds no password"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_password_changes_lock_the_account_like_failed_logins() -> TestResult {
+    let server = TestServer::start().await;
+    let mut admin = TestUser::admin(&server).await;
+    let mut alice = TestUser::clinician(&server, &mut admin, "alice").await;
+    for _ in 0..5 {
+        alice
+            .client
+            .fails(
+                "password_change",
+                json!({"password": "not the password", "totp": "000000", "new_password": "a brand new passphrase"}),
+                "auth_failed",
+            )
+            .await;
+    }
+    server.next_totp_step();
+    let code = server.totp_now(&alice.totp_secret);
+    alice
+        .client
+        .fails(
+            "password_change",
+            json!({"password": alice.password, "totp": code, "new_password": "a brand new passphrase"}),
+            "locked_out",
+        )
+        .await;
+    Ok(())
+}

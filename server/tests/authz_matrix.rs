@@ -62,7 +62,7 @@ fn signed_in(row: &str) -> Option<[&'static str; 4]> {
         | "admin_residency"
         | "admin_legal_hold" => ["forbidden", "forbidden", "ok", "forbidden"],
         // Re-authentication fails first (wrong password on purpose).
-        "wipe_own_device" => ["auth_failed"; 4],
+        "wipe_own_device" | "password_change" => ["auth_failed"; 4],
         // No wipe was ordered for these devices.
         "wipe_done" => ["conflict"; 4],
         _ => return None,
@@ -139,6 +139,9 @@ fn payload(row: &str, ctx: &Ctx, caller: &TestUser, n: u8) -> Value {
         }
         "wipe_done" => {
             json!({"wipe_id": ctx.wipe_id, "sig": wardline_protocol::b64::encode([0u8; 64])})
+        }
+        "password_change" => {
+            json!({"password": "wrong password", "totp": "000000", "new_password": "a new long password"})
         }
         other => panic!("no payload for {other}"),
     }
