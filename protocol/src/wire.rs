@@ -388,9 +388,18 @@ pub struct AdminUserReset {
     pub reason: String,
 }
 
-/// `admin_user_list`: every account with role and state (admins only).
+/// `admin_user_list`: accounts with role and state, a page at a time in
+/// username order (admins only).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AdminUserList {}
+pub struct AdminUserList {
+    /// Accounts whose username sorts after this one; from the first when
+    /// absent.
+    #[serde(default)]
+    pub after: Option<Username>,
+    /// At most this many (default and largest 1000).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
 
 /// `admin_user_approve`: let a self-registered (incident mode) account in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -974,8 +983,11 @@ pub struct AccountInfo {
 /// `ok` to `admin_user_list`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdminUserListOk {
-    /// Every account.
+    /// A page of accounts, in username order.
     pub users: Vec<AccountInfo>,
+    /// When more follow: pass as `after` for the next page.
+    #[serde(default)]
+    pub next_after: Option<Username>,
 }
 
 /// `ok` to `admin_user_reset` and `register`: a one-time enrolment code.

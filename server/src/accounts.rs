@@ -4,7 +4,8 @@
 
 use wardline_protocol::wire::{
     AccountInfo, AccountState, AdminDeviceRevoke, AdminIncidentMode, AdminUserApprove,
-    AdminUserListOk, AdminUserReset, AdminUserSetState, EnrolCodeOk, ErrorCode, Register, Role,
+    AdminUserList, AdminUserListOk, AdminUserReset, AdminUserSetState, EnrolCodeOk, ErrorCode,
+    Register, Role,
 };
 use wardline_protocol::{Timestamp, UserId};
 
@@ -143,13 +144,22 @@ pub fn reset(state: &State, authed: &Authed, req: AdminUserReset) -> Result<Enro
     })
 }
 
-/// `admin_user_list`.
-pub fn list(state: &State, authed: &Authed) -> Result<AdminUserListOk, ApiError> {
+/// Largest (and default) `admin_user_list` page: a few hundred KiB.
+pub const USER_PAGE: u32 = 1000;
+
+/// `admin_user_list`: a page of accounts in username order.
+pub fn list(
+    state: &State,
+    authed: &Authed,
+    req: AdminUserList,
+) -> Result<AdminUserListOk, ApiError> {
     require_admin(state, authed, "admin_user_list")?;
+    let limit = req.limit.unwrap_or(USER_PAGE).clamp(1, USER_PAGE) as usize;
     let mut users: Vec<AccountInfo> = state
         .store
         .all_users()?
         .into_iter()
+        .filter(|u| req.after.as_ref().is_none_or(|a| u.username > *a))
         .map(|u| AccountInfo {
             user_id: u.id,
             username: u.username,
@@ -166,7 +176,9 @@ pub fn list(state: &State, authed: &Authed) -> Result<AdminUserListOk, ApiError>
         })
         .collect();
     users.sort_by(|a, b| a.username.cmp(&b.username));
-    Ok(AdminUserListOk { users })
+    let next_after = (users.len() > limit).then(|| users[limit - 1].username.clone());
+    users.truncate(limit);
+    Ok(AdminUserListOk { users, next_after })
 }
 
 /// `admin_incident_mode`.

@@ -464,7 +464,7 @@ async fn dispatch(
                     ok(&Empty {})
                 }
                 Request::AdminUserReset(r) => ok(&accounts::reset(state, authed, r)?),
-                Request::AdminUserList(_) => ok(&accounts::list(state, authed)?),
+                Request::AdminUserList(r) => ok(&accounts::list(state, authed, r)?),
                 Request::AdminUserApprove(r) => {
                     accounts::approve(state, authed, r)?;
                     ok(&Empty {})

@@ -53,6 +53,40 @@ async fn disabling_a_user_ends_their_sessions_at_once_and_enabling_restores_logi
         states,
         vec![("admin", "active"), ("alice", "active"), ("bob", "active")]
     );
+    assert!(list["next_after"].is_null(), "one page holds them all");
+
+    // Page by page, in username order, nothing twice or left out.
+    for name in ["carol", "dave", "erin"] {
+        w.admin
+            .client
+            .ok(
+                "admin_user_create",
+                json!({"username": name, "display_name": name, "role": "clinician"}),
+            )
+            .await;
+    }
+    let mut seen = Vec::new();
+    let mut after = serde_json::Value::Null;
+    loop {
+        let page = w
+            .admin
+            .client
+            .ok("admin_user_list", json!({"after": after, "limit": 2}))
+            .await;
+        let names: Vec<String> = page["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .map(|u| u["username"].as_str().expect("name").to_string())
+            .collect();
+        assert!(names.len() <= 2, "{page}");
+        seen.extend(names);
+        after = page["next_after"].clone();
+        if after.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, ["admin", "alice", "bob", "carol", "dave", "erin"]);
     Ok(())
 }
 

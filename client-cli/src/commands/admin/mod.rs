@@ -15,7 +15,7 @@ mod policy;
 mod users;
 
 use clap::{Args, Subcommand, ValueEnum};
-use wardline_protocol::wire::{AdminUserList, AdminUserListOk, Lookup, LookupOk};
+use wardline_protocol::wire::{AccountInfo, AdminUserList, AdminUserListOk, Lookup, LookupOk};
 use wardline_protocol::{ErrorCode, Request, UserId, Username};
 
 pub use self::audit::AuditArgs;
@@ -205,6 +205,24 @@ fn not_found(what: String) -> impl FnOnce(Error) -> Error {
     move |e| e.explain(&[ErrorCode::NotFound], || what)
 }
 
+/// Every account, page by page (`admin_user_list`).
+pub(crate) async fn all_users(s: &mut Session) -> Result<Vec<AccountInfo>, Error> {
+    let mut users = Vec::new();
+    let mut after = None;
+    loop {
+        let page: AdminUserListOk = s
+            .conn
+            .call(Request::AdminUserList(AdminUserList { after, limit: None }))
+            .await
+            .map_err(refused)?;
+        users.extend(page.users);
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return Ok(users),
+        }
+    }
+}
+
 /// The account `name` names: a username, or a user id as `admin user list`
 /// shows it. Looked up with `lookup`, then, for accounts that leaves out
 /// (disabled ones), in `admin_user_list`.
@@ -224,13 +242,8 @@ pub(crate) async fn resolve_user(s: &mut Session, name: &str) -> Result<(UserId,
             return Ok((u.user_id, u.username));
         }
     }
-    let listed: AdminUserListOk = s
-        .conn
-        .call(Request::AdminUserList(AdminUserList {}))
-        .await
-        .map_err(refused)?;
-    listed
-        .users
+    all_users(s)
+        .await?
         .into_iter()
         .find(|u| u.username.as_str() == name || u.user_id.as_str() == name)
         .map(|u| {

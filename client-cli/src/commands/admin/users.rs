@@ -2,8 +2,8 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 use wardline_protocol::wire::{
-    AccountState, AdminUserApprove, AdminUserCreate, AdminUserCreateOk, AdminUserList,
-    AdminUserListOk, AdminUserReset, AdminUserSetState, EnrolCodeOk,
+    AccountState, AdminUserApprove, AdminUserCreate, AdminUserCreateOk, AdminUserReset,
+    AdminUserSetState, EnrolCodeOk,
 };
 use wardline_protocol::{ErrorCode, Request, Role, Username};
 
@@ -153,14 +153,9 @@ pub(super) async fn run(ctx: &Context, s: &mut Session, command: UserCommand) ->
 }
 
 async fn list(ctx: &Context, s: &mut Session, args: UserListArgs) -> Result<(), Error> {
-    let listed: AdminUserListOk = s
-        .conn
-        .call(Request::AdminUserList(AdminUserList {}))
-        .await
-        .map_err(refused)?;
+    let users = super::all_users(s).await?;
     let want: Option<AccountState> = args.state.map(Into::into);
-    let rows: Vec<Event> = listed
-        .users
+    let rows: Vec<Event> = users
         .into_iter()
         .filter(|u| want.is_none_or(|w| u.state == w))
         .map(Event::Account)
