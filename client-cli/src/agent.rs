@@ -131,6 +131,7 @@ pub fn start(home: &Path, data_key: &[u8; 32], idle: Duration) -> Result<(), Age
         .arg("--idle-timeout")
         .arg(format!("{}s", idle.as_secs().max(1)))
         .env_remove("WARDLINE_PASSPHRASE")
+        .env_remove("WARDLINE_NEW_PASSPHRASE")
         .env_remove("WARDLINE_PASSWORD")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -131,6 +131,13 @@ Examples:
   wardline --idle-timeout 15m unlock
   wardline lock                          # before leaving the workstation";
 
+const PASSPHRASE_EXAMPLES: &str = "\
+Examples:
+  wardline passphrase        # current passphrase, then the new one twice
+  # A script: both from the environment (or one line each on standard
+  # input, current first):
+  WARDLINE_PASSPHRASE=... WARDLINE_NEW_PASSPHRASE=... wardline --json passphrase";
+
 const WIPE_EXAMPLES: &str = "\
 Examples:
   wardline devices                              # find the lost device's id
@@ -270,6 +277,15 @@ pub enum Command {
     /// Forget the unlocked keystore key now.
     #[command(after_help = LOCK_EXAMPLES)]
     Lock,
+    /// Change the passphrase that seals this device's keystore.
+    ///
+    /// Asks for the current passphrase, then the new one (twice at a
+    /// terminal); scripts set WARDLINE_PASSPHRASE and
+    /// WARDLINE_NEW_PASSPHRASE. The keystore is sealed again with a fresh
+    /// salt and data key, its old copy is destroyed, and an unlocked
+    /// keystore is locked.
+    #[command(after_help = PASSPHRASE_EXAMPLES)]
+    Passphrase,
     /// Export messages about a patient to the health record, as an HL7 FHIR
     /// R4 bundle each of whose entries can be verified against its
     /// sender's signature.

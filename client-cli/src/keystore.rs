@@ -11,14 +11,21 @@
 //! ```
 //!
 //! The passphrase-derived key only wraps a random data key, so a save never
-//! pays for Argon2 again, a passphrase change rewraps 32 bytes, and
-//! destroying the wrapped key destroys everything (crypto-shredding on wipe).
+//! pays for Argon2 again, and destroying the wrapped key destroys everything
+//! (crypto-shredding on wipe).
 //! The KDF parameters and salt are bound into the wrapped key's associated
 //! data, so a change to any byte of the file stops it from opening. They
 //! are read before anything is authenticated, so their cost is capped
 //! ([`KdfLimits`]) before anything is derived. [`open_bytes`] is the whole
 //! path from a file's bytes to its state, shared with [`Keystore::open`]
 //! and fuzzed (`fuzz/fuzz_targets/keystore_file.rs`).
+//!
+//! [`Keystore::change_passphrase`] seals the keystore under a new passphrase
+//! with a fresh salt and a fresh data key, so neither an old copy of the
+//! file nor a data key the unlock agent still holds opens the new one. A
+//! save refuses to replace a file sealed differently from the one it
+//! opened, so a command that was running meanwhile (a chat) cannot put the
+//! old passphrase back.
 
 mod contacts;
 mod files;
@@ -27,7 +34,7 @@ mod state;
 
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 
 use aes_gcm::Aes256Gcm;
@@ -42,7 +49,7 @@ pub use contacts::{
     SigningKey,
 };
 pub(crate) use files::write_atomic;
-use files::{create_private_dir, shred};
+use files::{create_private_dir, overwrite, remove_leftovers, shred, stage};
 use kdf::Kdf;
 pub use kdf::{KdfCost, KdfLimits};
 pub use state::{ConversationState, Registration, State, StoredMessage};
@@ -95,6 +102,27 @@ pub enum KeystoreError {
         /// Lanes asked for.
         p_cost: u32,
     },
+    /// Another command replaced the file since this one opened it: sealed
+    /// it under a new passphrase (a save would undo that), or saved it
+    /// while this one was changing the passphrase. This one's changes were
+    /// not saved.
+    #[error(
+        "the keystore at {} was replaced by another wardline command while this one was using it (its passphrase was changed, or it was saved at the same moment), so this command's changes to it were not saved; try again with no other wardline command (such as a chat) running",
+        .0.display()
+    )]
+    Changed(PathBuf),
+    /// The passphrase was changed, but the replaced file could not be
+    /// overwritten or a leftover temporary file removed.
+    #[error(
+        "the keystore at {} is now sealed under the new passphrase, but its old copy could not be destroyed ({source}); what is left of it on the disk still opens with the old passphrase",
+        path.display()
+    )]
+    OldCopyRemains {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
     /// Reading or writing failed.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
@@ -116,7 +144,16 @@ struct KeystoreFile {
     state: Sealed,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+/// What seals a keystore file's data key: enough to tell whether a file was
+/// sealed again (under a new passphrase) since it was opened, without
+/// decoding its state.
+#[derive(Deserialize)]
+struct Wrapping {
+    kdf: Kdf,
+    data_key: Sealed,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Sealed {
     #[serde(with = "b64")]
@@ -296,22 +333,163 @@ impl Keystore {
     }
 
     /// Seals the state with a fresh nonce and replaces the file atomically.
+    /// Refused ([`KeystoreError::Changed`]) when the file was sealed again
+    /// since this keystore was opened (`wardline passphrase` in another
+    /// terminal): saving would put the old passphrase back.
     pub fn save(&self) -> Result<(), KeystoreError> {
-        let plaintext = to_json_zeroizing(&self.state);
-        let file = KeystoreFile {
-            version: FORMAT_VERSION,
-            kdf: self.kdf.clone(),
-            data_key: self.wrapped_data_key.clone(),
-            state: Sealed::seal(&self.data_key, &plaintext, STATE_AAD),
+        let bytes = file_bytes(
+            &self.kdf,
+            &self.wrapped_data_key,
+            &self.data_key,
+            &self.state,
+        );
+        let staged = stage(&self.path, &bytes).map_err(|source| self.io("write", source))?;
+        // Checked after the slow part, just before the rename.
+        self.check_still_sealed_as_opened()?;
+        staged.commit().map_err(|source| self.io("write", source))
+    }
+
+    /// Seals the keystore under `new_passphrase` instead, with a fresh salt
+    /// and the cost from [`KdfCost::from_env`] (as enrolment does), and a
+    /// fresh data key. See [`Keystore::change_passphrase_with_cost`].
+    pub fn change_passphrase(&mut self, new_passphrase: &Secret) -> Result<(), KeystoreError> {
+        self.change_passphrase_with_cost(new_passphrase, KdfCost::from_env())
+    }
+
+    /// [`Keystore::change_passphrase`] with an explicit KDF cost.
+    ///
+    /// The state sealed is the one in the file now (another command may
+    /// have saved since this keystore was opened; unsaved changes in memory
+    /// are dropped), provided the file is still sealed as when it was
+    /// opened. The new file is written beside the old one and synced, then
+    /// renamed over it and the directory synced: a crash leaves either the
+    /// old keystore or the new one. Only then are the old copies destroyed:
+    /// the replaced file's blocks are overwritten through a handle held
+    /// open (as a wipe does; on copy-on-write file systems and flash storage
+    /// the old blocks may survive), and temporary files of earlier saves
+    /// are removed.
+    ///
+    /// Errors: [`KeystoreError::Changed`] when the file was sealed again
+    /// by another command, or another command's save landed just after
+    /// this one (the old passphrase then still applies);
+    /// [`KeystoreError::OldCopyRemains`] when the new passphrase is in
+    /// force but an old copy could not be destroyed.
+    pub fn change_passphrase_with_cost(
+        &mut self,
+        new_passphrase: &Secret,
+        cost: KdfCost,
+    ) -> Result<(), KeystoreError> {
+        // The slow part first, so the file is read as late as possible.
+        let kdf = Kdf::new(cost);
+        let kek = kdf.derive(new_passphrase, &self.path, &KdfLimits::DEFAULT)?;
+        let mut data_key = Zeroizing::new([0u8; 32]);
+        rng::fill(data_key.as_mut());
+        let wrapped_data_key = Sealed::seal(&kek, data_key.as_ref(), &kdf.aad());
+        drop(kek);
+
+        // The file as it is now, held open so that its blocks can be
+        // overwritten once it has been replaced.
+        let mut old = match fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let home = self.path.parent().unwrap_or(&self.path).to_owned();
+                return Err(KeystoreError::NotFound(home));
+            }
+            Err(source) => return Err(self.io("open", source)),
         };
-        let mut bytes = serde_json::to_vec(&file).expect("keystore files always serialise");
-        bytes.push(b'\n');
-        write_atomic(&self.path, &bytes).map_err(|source| KeystoreError::Io {
-            action: "write",
+        let mut old_bytes = Vec::new();
+        old.read_to_end(&mut old_bytes)
+            .map_err(|source| self.io("read", source))?;
+        let file = parse(&self.path, &old_bytes)?;
+        if !self.sealed_as(&file.kdf, &file.data_key) {
+            return Err(KeystoreError::Changed(self.path.clone()));
+        }
+        self.state = Opened::unseal(&self.path, file, self.data_key.clone())?.state;
+
+        let new_bytes = file_bytes(&kdf, &wrapped_data_key, &data_key, &self.state);
+        let staged = stage(&self.path, &new_bytes).map_err(|source| self.io("write", source))?;
+        // Every save renames a new file in: the same bytes mean no save
+        // came in between.
+        if self.read_now()?.as_deref() != Some(old_bytes.as_slice()) {
+            return Err(KeystoreError::Changed(self.path.clone()));
+        }
+        staged.commit().map_err(|source| self.io("write", source))?;
+        // The new passphrase is in force.
+        self.kdf = kdf;
+        self.wrapped_data_key = wrapped_data_key;
+        self.data_key = data_key;
+
+        let destroyed = overwrite(&mut old).and_then(|()| remove_leftovers(&self.path));
+        drop(old);
+        // A save that checked the file just before the rename and renamed
+        // its own just after it would have put the old sealing back. (Its
+        // temporary file, if not yet renamed, was removed above, so its
+        // rename fails instead.)
+        if self.read_now()?.as_deref() != Some(new_bytes.as_slice()) {
+            return Err(KeystoreError::Changed(self.path.clone()));
+        }
+        destroyed.map_err(|source| KeystoreError::OldCopyRemains {
             path: self.path.clone(),
             source,
         })
     }
+
+    /// Whether the data key of this keystore is wrapped as in `kdf` and
+    /// `data_key` (as read from a file).
+    fn sealed_as(&self, kdf: &Kdf, data_key: &Sealed) -> bool {
+        self.kdf == *kdf && self.wrapped_data_key == *data_key
+    }
+
+    /// Refuses when the file on disk is a keystore sealed differently from
+    /// this one. A missing file (a keystore being created) or one that is
+    /// not a keystore at all is replaced, as before.
+    fn check_still_sealed_as_opened(&self) -> Result<(), KeystoreError> {
+        let Some(bytes) = self.read_now()? else {
+            return Ok(());
+        };
+        match serde_json::from_slice::<Wrapping>(&bytes) {
+            Ok(w) if !self.sealed_as(&w.kdf, &w.data_key) => {
+                Err(KeystoreError::Changed(self.path.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The file's bytes now, or `None` if there is no file.
+    fn read_now(&self) -> Result<Option<Vec<u8>>, KeystoreError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(self.io("read", source)),
+        }
+    }
+
+    fn io(&self, action: &'static str, source: io::Error) -> KeystoreError {
+        KeystoreError::Io {
+            action,
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// A keystore file: `state` sealed with a fresh nonce under `data_key`,
+/// which `wrapped_data_key` holds sealed under the key `kdf` derives.
+fn file_bytes(kdf: &Kdf, wrapped_data_key: &Sealed, data_key: &[u8; 32], state: &State) -> Vec<u8> {
+    let plaintext = to_json_zeroizing(state);
+    let file = KeystoreFile {
+        version: FORMAT_VERSION,
+        kdf: kdf.clone(),
+        data_key: wrapped_data_key.clone(),
+        state: Sealed::seal(data_key, &plaintext, STATE_AAD),
+    };
+    let mut bytes = serde_json::to_vec(&file).expect("keystore files always serialise");
+    bytes.push(b'\n');
+    bytes
 }
 
 fn corrupt(path: &Path, why: &'static str) -> KeystoreError {

@@ -61,8 +61,8 @@ fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
 
 async fn dispatch(ctx: &Context, command: Command) -> Result<(), wardline_cli::Error> {
     use commands::{
-        account, admin, chat, conversations, enrol, export, lock, login, messages, register, send,
-        verify, wipe,
+        account, admin, chat, conversations, enrol, export, lock, login, messages, passphrase,
+        register, send, verify, wipe,
     };
     match command {
         Command::Enrol(args) => enrol::run(ctx, args).await,
@@ -80,6 +80,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), wardline_cli::E
         Command::Whoami => account::whoami(ctx).await,
         Command::Unlock => lock::unlock(ctx),
         Command::Lock => lock::lock(ctx),
+        Command::Passphrase => passphrase::run(ctx),
         Command::Agent => lock::agent(ctx).await,
         Command::Completions { .. } => Ok(()),
         Command::Send(args) => {

@@ -38,6 +38,9 @@ pub enum PromptError {
     /// A new passphrase that is too short.
     #[error("the keystore passphrase must be at least {MIN_PASSPHRASE_CHARS} characters")]
     TooShort,
+    /// A new keystore passphrase equal to the current one.
+    #[error("the new passphrase is the same as the current one; choose a different one")]
+    Unchanged,
     /// A new account password that is too short.
     #[error("the account password must be at least {MIN_PASSWORD_CHARS} characters")]
     PasswordTooShort,
@@ -61,14 +64,26 @@ pub enum SecretKind {
     AccountPassword,
     /// The passphrase that seals this device's keystore (never sent anywhere).
     KeystorePassphrase,
+    /// The passphrase that is to seal the keystore instead of its current
+    /// one (`wardline passphrase`).
+    NewKeystorePassphrase,
 }
 
 impl SecretKind {
+    /// Whether it seals the keystore (and so must be long enough when chosen).
+    fn is_keystore_passphrase(self) -> bool {
+        matches!(
+            self,
+            SecretKind::KeystorePassphrase | SecretKind::NewKeystorePassphrase
+        )
+    }
+
     /// The environment variable that may hold it.
     pub fn env_var(self) -> &'static str {
         match self {
             SecretKind::AccountPassword => "WARDLINE_PASSWORD",
             SecretKind::KeystorePassphrase => "WARDLINE_PASSPHRASE",
+            SecretKind::NewKeystorePassphrase => "WARDLINE_NEW_PASSPHRASE",
         }
     }
 
@@ -76,6 +91,9 @@ impl SecretKind {
         match self {
             SecretKind::AccountPassword => "set WARDLINE_PASSWORD or type it when asked",
             SecretKind::KeystorePassphrase => "set WARDLINE_PASSPHRASE or type it when asked",
+            SecretKind::NewKeystorePassphrase => {
+                "set WARDLINE_NEW_PASSPHRASE or type it when asked"
+            }
         }
     }
 
@@ -83,6 +101,7 @@ impl SecretKind {
         match self {
             SecretKind::AccountPassword => "password",
             SecretKind::KeystorePassphrase => "passphrase",
+            SecretKind::NewKeystorePassphrase => "new passphrase",
         }
     }
 
@@ -94,6 +113,9 @@ impl SecretKind {
                 "Choose a passphrase to protect the keys on this device: "
             }
             (SecretKind::KeystorePassphrase, false) => "Passphrase for this device's keystore: ",
+            (SecretKind::NewKeystorePassphrase, _) => {
+                "Choose a new passphrase for this device's keystore: "
+            }
         }
     }
 }
@@ -118,9 +140,7 @@ pub fn secret(kind: SecretKind, new: bool) -> Result<Secret, PromptError> {
     if value.expose().is_empty() {
         return Err(PromptError::Empty(kind.noun()));
     }
-    if new
-        && kind == SecretKind::KeystorePassphrase
-        && value.expose().chars().count() < MIN_PASSPHRASE_CHARS
+    if new && kind.is_keystore_passphrase() && value.expose().chars().count() < MIN_PASSPHRASE_CHARS
     {
         return Err(PromptError::TooShort);
     }

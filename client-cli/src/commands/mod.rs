@@ -12,7 +12,8 @@
 //! order, so a script feeding standard input knows what each line is:
 //! first any confirmation about the command's own arguments (for example
 //! sending a message whose text holds an NHS number), then the keystore
-//! passphrase, then the account password, then the TOTP code.
+//! passphrase, then the account password, then the TOTP code. (`passphrase`
+//! reads the current keystore passphrase, then the new one.)
 
 pub mod account;
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod export;
 pub mod lock;
 pub mod login;
 pub mod messages;
+pub mod passphrase;
 pub mod register;
 pub mod send;
 pub mod verify;

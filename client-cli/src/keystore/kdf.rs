@@ -109,7 +109,7 @@ impl KdfLimits {
 }
 
 /// The `kdf` object of a keystore file.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Kdf {
     pub(super) algorithm: String,

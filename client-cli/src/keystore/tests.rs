@@ -742,3 +742,153 @@ fn the_history_of_replaced_keys_is_saved_and_older_keystores_without_it_still_lo
     assert_eq!(state.device_keys(&bob, &device), Some(&new.public()));
     Ok(())
 }
+
+const OLD: &str = "correct horse";
+const NEW: &str = "battery staple";
+
+/// The names in `home`, sorted.
+fn names_in(home: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let mut names: Vec<String> = fs::read_dir(home)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    Ok(names)
+}
+
+fn a_message(
+    ks: &Keystore,
+    seq: u64,
+    text: &str,
+) -> Result<StoredMessage, Box<dyn std::error::Error>> {
+    Ok(StoredMessage {
+        conv_id: ConversationId::parse("c-1")?,
+        seq,
+        msg_id: MessageId::generate_v7(1_000 + seq, [1; 10]),
+        sender_user: ks.state().user_id.clone(),
+        sender_device: ks.state().device_id.clone(),
+        sent_at: Timestamp::from_unix_millis(1_000)?,
+        priority: Priority::Routine,
+        body: Body {
+            text: text.into(),
+            kind: BodyKind::Message,
+            patient: None,
+            reply_to: None,
+        },
+        envelope: None,
+    })
+}
+
+#[test]
+fn a_new_passphrase_reseals_with_a_fresh_salt_and_a_fresh_data_key() -> TestResult {
+    let (_dir, home, secrets) = fixture()?;
+    let path = Keystore::path_in(&home);
+    let before: serde_json::Value = serde_json::from_slice(&fs::read(&path)?)?;
+    let mut ks = Keystore::open(&home, &Secret::new(OLD))?;
+    let old_data_key = ks.data_key().clone();
+    ks.change_passphrase_with_cost(&Secret::new(NEW), TINY)?;
+
+    let err = Keystore::open(&home, &Secret::new(OLD)).expect_err("old passphrase");
+    assert!(matches!(err, KeystoreError::WrongPassphrase(_)), "{err:?}");
+    let bytes = fs::read(&path)?;
+    let err = open_bytes(&bytes, &Secret::new(OLD), &KdfLimits::DEFAULT).expect_err("old");
+    assert!(matches!(err, KeystoreError::WrongPassphrase(_)), "{err:?}");
+    let reopened = Keystore::open(&home, &Secret::new(NEW))?;
+    assert_eq!(reopened.state().token.expose(), TOKEN);
+    assert_eq!(reopened.state().device_secrets().public(), secrets.public());
+
+    // What the unlock agent held opens nothing now.
+    assert_ne!(reopened.data_key().as_ref(), old_data_key.as_ref());
+    let err = Keystore::open_with_data_key(&home, old_data_key).expect_err("old data key");
+    assert!(matches!(err, KeystoreError::WrongPassphrase(_)), "{err:?}");
+
+    let after: serde_json::Value = serde_json::from_slice(&bytes)?;
+    assert_ne!(after["kdf"]["salt"], before["kdf"]["salt"]);
+    for field in ["algorithm", "m_cost_kib", "t_cost", "p_cost"] {
+        assert_eq!(after["kdf"][field], before["kdf"][field], "{field}");
+    }
+    assert_eq!(names_in(&home)?, [FILE_NAME]);
+    Ok(())
+}
+
+#[test]
+fn a_passphrase_change_destroys_the_replaced_file_and_leftover_temporary_files() -> TestResult {
+    let (dir, home, _) = fixture()?;
+    let path = Keystore::path_in(&home);
+    let old_bytes = fs::read(&path)?;
+    // Another name for the old file's blocks, and a copy a crashed save left.
+    let linked = dir.path().join("linked-to-the-old-keystore");
+    fs::hard_link(&path, &linked)?;
+    let leftover = home.join(".keystore.json.0123456789ab.tmp");
+    fs::write(&leftover, &old_bytes)?;
+
+    let mut ks = Keystore::open(&home, &Secret::new(OLD))?;
+    ks.change_passphrase_with_cost(&Secret::new(NEW), TINY)?;
+
+    let blocks = fs::read(&linked)?;
+    assert_eq!(blocks.len(), old_bytes.len());
+    assert_ne!(blocks, old_bytes, "the old file's blocks were overwritten");
+    assert!(open_bytes(&blocks, &Secret::new(OLD), &KdfLimits::DEFAULT).is_err());
+    assert!(!leftover.exists());
+    assert_eq!(names_in(&home)?, [FILE_NAME]);
+    Ok(())
+}
+
+#[test]
+fn a_keystore_opened_before_a_passphrase_change_cannot_be_saved_over_it() -> TestResult {
+    let (_dir, home, _) = fixture()?;
+    let path = Keystore::path_in(&home);
+    let mut stale = Keystore::open(&home, &Secret::new(OLD))?;
+    let mut changer = Keystore::open(&home, &Secret::new(OLD))?;
+    changer.change_passphrase_with_cost(&Secret::new(NEW), TINY)?;
+    let changed = fs::read(&path)?;
+
+    let message = a_message(&stale, 1, "received by a chat meanwhile")?;
+    stale.state_mut().store_message(message);
+    let err = stale.save().expect_err("would put the old passphrase back");
+    assert!(matches!(err, KeystoreError::Changed(_)), "{err:?}");
+    assert!(err.to_string().contains("try again"), "{err}");
+    assert_eq!(fs::read(&path)?, changed, "the file is untouched");
+    assert_eq!(names_in(&home)?, [FILE_NAME], "no temporary file left");
+
+    // Nor can it change the passphrase again from its stale view.
+    let err = stale
+        .change_passphrase_with_cost(&Secret::new("a third one"), TINY)
+        .expect_err("sealed again meanwhile");
+    assert!(matches!(err, KeystoreError::Changed(_)), "{err:?}");
+    assert_eq!(fs::read(&path)?, changed);
+    assert!(
+        Keystore::open(&home, &Secret::new(NEW))?
+            .state()
+            .messages
+            .is_empty()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_passphrase_change_keeps_what_another_command_saved_since_it_opened() -> TestResult {
+    let (_dir, home, _) = fixture()?;
+    let mut changer = Keystore::open(&home, &Secret::new(OLD))?;
+    let mut other = Keystore::open(&home, &Secret::new(OLD))?;
+    let message = a_message(&other, 1, "saved by another command")?;
+    other.state_mut().store_message(message);
+    other.save()?;
+
+    changer.change_passphrase_with_cost(&Secret::new(NEW), TINY)?;
+    let reopened = Keystore::open(&home, &Secret::new(NEW))?;
+    assert_eq!(reopened.state().messages.len(), 1);
+    assert_eq!(
+        reopened.state().messages[0].body.text,
+        "saved by another command"
+    );
+    // Saving after the change works as usual.
+    changer.save()?;
+    assert_eq!(
+        Keystore::open(&home, &Secret::new(NEW))?
+            .state()
+            .messages
+            .len(),
+        1
+    );
+    Ok(())
+}

@@ -200,6 +200,14 @@ pub enum Event {
         /// Whether it had been unlocked.
         was_unlocked: bool,
     },
+    /// The keystore is sealed under a new passphrase (`wardline passphrase`).
+    PassphraseChanged {
+        /// Whether it had been unlocked (it is locked now).
+        was_unlocked: bool,
+        /// For people only.
+        #[serde(skip)]
+        keystore: PathBuf,
+    },
     /// A wipe of a device was ordered.
     WipeOrdered {
         /// The order.

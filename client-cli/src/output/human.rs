@@ -252,6 +252,21 @@ pub fn render(event: &Event, style: Style, now: &Now) -> (String, Stream) {
             },
             Stdout,
         ),
+        Event::PassphraseChanged {
+            was_unlocked,
+            keystore,
+        } => (
+            format!(
+                "Passphrase changed: the keystore ({}) is sealed under the new passphrase, and the old one no longer opens it.{}",
+                keystore.display(),
+                if *was_unlocked {
+                    " The keystore was unlocked and is locked now; `wardline unlock` keeps it unlocked with the new passphrase."
+                } else {
+                    ""
+                }
+            ),
+            Stdout,
+        ),
         Event::WipeOrdered { wipe_id, device_id } => (
             format!(
                 "Wipe ordered for device {device_id} (order {wipe_id}). It can no longer sign in or receive messages; it destroys its keys and messages the next time it connects."
