@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::agent;
+use crate::commands::account::PasswordArgs;
 use crate::commands::admin::AdminCommand;
 use crate::commands::chat::ChatArgs;
 use crate::commands::conversations::ConversationCommand;
@@ -137,6 +138,12 @@ Examples:
   # A script: both from the environment (or one line each on standard
   # input, current first):
   WARDLINE_PASSPHRASE=... WARDLINE_NEW_PASSPHRASE=... wardline --json passphrase";
+
+const PASSWORD_EXAMPLES: &str = "\
+Examples:
+  wardline password          # current password, the new one twice, then the code
+  # A script: both passwords from the environment, the code as an option:
+  WARDLINE_PASSWORD=... WARDLINE_NEW_PASSWORD=... wardline --json password --totp 123456";
 
 const WIPE_EXAMPLES: &str = "\
 Examples:
@@ -286,6 +293,14 @@ pub enum Command {
     /// keystore is locked.
     #[command(after_help = PASSPHRASE_EXAMPLES)]
     Passphrase,
+    /// Change your Wardline account password (the one you log in with).
+    ///
+    /// Asks for the current password, the new one (twice at a terminal)
+    /// and your authenticator code; scripts set WARDLINE_PASSWORD and
+    /// WARDLINE_NEW_PASSWORD. Failed attempts count towards the lockout,
+    /// as failed logins do.
+    #[command(after_help = PASSWORD_EXAMPLES)]
+    Password(PasswordArgs),
     /// Export messages about a patient to the health record, as an HL7 FHIR
     /// R4 bundle each of whose entries can be verified against its
     /// sender's signature.

@@ -105,6 +105,12 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), wardline_cli::E
         Command::Devices => {
             with_session(ctx, async |s: &mut Session| account::devices(ctx, s).await).await
         }
+        Command::Password(args) => {
+            with_session(ctx, async |s: &mut Session| {
+                account::change_password(ctx, s, args).await
+            })
+            .await
+        }
         Command::Inbox(args) => {
             with_session(ctx, async |s: &mut Session| {
                 messages::inbox(ctx, s, args).await

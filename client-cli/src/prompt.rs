@@ -67,6 +67,9 @@ pub enum SecretKind {
     /// The passphrase that is to seal the keystore instead of its current
     /// one (`wardline passphrase`).
     NewKeystorePassphrase,
+    /// The account password that is to replace the current one
+    /// (`wardline password`).
+    NewAccountPassword,
 }
 
 impl SecretKind {
@@ -84,6 +87,7 @@ impl SecretKind {
             SecretKind::AccountPassword => "WARDLINE_PASSWORD",
             SecretKind::KeystorePassphrase => "WARDLINE_PASSPHRASE",
             SecretKind::NewKeystorePassphrase => "WARDLINE_NEW_PASSPHRASE",
+            SecretKind::NewAccountPassword => "WARDLINE_NEW_PASSWORD",
         }
     }
 
@@ -94,6 +98,7 @@ impl SecretKind {
             SecretKind::NewKeystorePassphrase => {
                 "set WARDLINE_NEW_PASSPHRASE or type it when asked"
             }
+            SecretKind::NewAccountPassword => "set WARDLINE_NEW_PASSWORD or type it when asked",
         }
     }
 
@@ -102,6 +107,7 @@ impl SecretKind {
             SecretKind::AccountPassword => "password",
             SecretKind::KeystorePassphrase => "passphrase",
             SecretKind::NewKeystorePassphrase => "new passphrase",
+            SecretKind::NewAccountPassword => "new password",
         }
     }
 
@@ -116,6 +122,7 @@ impl SecretKind {
             (SecretKind::NewKeystorePassphrase, _) => {
                 "Choose a new passphrase for this device's keystore: "
             }
+            (SecretKind::NewAccountPassword, _) => "Choose a new Wardline account password: ",
         }
     }
 }
@@ -145,7 +152,10 @@ pub fn secret(kind: SecretKind, new: bool) -> Result<Secret, PromptError> {
         return Err(PromptError::TooShort);
     }
     if new
-        && kind == SecretKind::AccountPassword
+        && matches!(
+            kind,
+            SecretKind::AccountPassword | SecretKind::NewAccountPassword
+        )
         && value.expose().chars().count() < MIN_PASSWORD_CHARS
     {
         return Err(PromptError::PasswordTooShort);

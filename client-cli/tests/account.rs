@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::client::{Client, events, ward};
 use support::pty::Terminal;
-use support::{TestServer, WAIT, has_keystore};
+use support::{Running, TestServer, WAIT, has_keystore};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -247,5 +247,50 @@ fn whoami_devices_and_logout_describe_and_end_the_session() -> TestResult {
         "{}",
         denied.stderr
     );
+    Ok(())
+}
+
+#[test]
+fn a_clinician_changes_their_account_password() -> TestResult {
+    let (server, root, _admin, mut alice, _bob) = ward();
+    let new = "alice's brand new password";
+
+    // A wrong current password changes nothing and says so.
+    let mut wrong = alice.command(&["password", "--totp", &server.next_totp(alice.secret())]);
+    wrong
+        .env("WARDLINE_PASSWORD", "not alice's password")
+        .env("WARDLINE_NEW_PASSWORD", new);
+    let wrong = Running::start(&mut wrong).finish();
+    assert!(!wrong.ok);
+    assert!(
+        wrong.stderr.contains("your password is unchanged"),
+        "{}",
+        wrong.stderr
+    );
+
+    let mut change = alice.command(&[
+        "--json",
+        "password",
+        "--totp",
+        &server.next_totp(alice.secret()),
+    ]);
+    change.env("WARDLINE_NEW_PASSWORD", new);
+    let changed = Running::start(&mut change).finish();
+    assert!(changed.ok, "{}", changed.stderr);
+    assert_eq!(changed.event("password_changed")["username"], "alice");
+    assert!(
+        !changed.stdout.contains(new) && !changed.stderr.contains(new),
+        "the password is never printed"
+    );
+
+    // This device's session goes on; a new login needs the new password.
+    assert!(alice.run(&["inbox"]).ok);
+    let laptop = alice.second_device(&root);
+    let old = laptop.login(&server, &["--server", &server.url]);
+    assert!(!old.ok, "the old password still works");
+    alice.password = new.to_owned();
+    let laptop = alice.second_device(&root);
+    let again = laptop.login(&server, &["--server", &server.url]);
+    assert!(again.ok, "{}", again.stderr);
     Ok(())
 }

@@ -1,13 +1,15 @@
-//! `wardline whoami`, `wardline devices`, `wardline logout`: this device's
-//! account and the user's devices.
+//! `wardline whoami`, `wardline devices`, `wardline logout`, `wardline
+//! password`: this device's account and the user's devices.
 
-use wardline_protocol::wire::{DeviceList, DeviceListOk, Empty, Logout};
-use wardline_protocol::{DevicePublicKeys, Request};
+use clap::Args;
+use wardline_protocol::wire::{DeviceList, DeviceListOk, Empty, Logout, PasswordChange};
+use wardline_protocol::{DevicePublicKeys, ErrorCode, Request};
 
 use super::{Context, Session, open_keystore};
 use crate::agent;
 use crate::error::Error;
 use crate::output::{DeviceRow, Event, WhoamiView};
+use crate::prompt::{self, SecretKind};
 
 /// Shows who this device belongs to, from the keystore alone (no network),
 /// and whether the keystore is unlocked.
@@ -86,6 +88,50 @@ pub async fn logout(ctx: &Context, s: &mut Session) -> Result<(), Error> {
     ctx.out.emit(&Event::LoggedOut {
         device_id: s.keystore.state().device_id.clone(),
         username: s.keystore.state().username.clone(),
+    })?;
+    Ok(())
+}
+
+/// Arguments of `wardline password`.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// The current code from your authenticator app (otherwise asked for,
+    /// or read from standard input after the passwords).
+    #[arg(long, value_name = "CODE")]
+    pub totp: Option<String>,
+}
+
+/// Changes the account password on the server: the current one, the new
+/// one (twice at a terminal), then a fresh authenticator code.
+pub async fn change_password(
+    ctx: &Context,
+    s: &mut Session,
+    args: PasswordArgs,
+) -> Result<(), Error> {
+    let password = prompt::secret(SecretKind::AccountPassword, false)?;
+    let new_password = prompt::secret(SecretKind::NewAccountPassword, true)?;
+    if new_password.expose() == password.expose() {
+        return Err(Error::Usage(
+            "the new password is the same as the current one; choose a different one".into(),
+        ));
+    }
+    let totp = prompt::totp(args.totp.as_deref())?;
+    let _: Empty = s
+        .conn
+        .call(Request::PasswordChange(PasswordChange {
+            password,
+            totp,
+            new_password,
+        }))
+        .await
+        .map_err(|e| {
+            Error::from(e).explain(&[ErrorCode::AuthFailed], || {
+                "Wrong password or authenticator code; your password is unchanged. Check and try again (repeated failures lock the account for 15 minutes)."
+                    .into()
+            })
+        })?;
+    ctx.out.emit(&Event::PasswordChanged {
+        username: s.keystore.state().username.to_string(),
     })?;
     Ok(())
 }

@@ -200,6 +200,11 @@ pub enum Event {
         /// Whether it had been unlocked.
         was_unlocked: bool,
     },
+    /// The account password was changed on the server (`wardline password`).
+    PasswordChanged {
+        /// The account.
+        username: String,
+    },
     /// The keystore is sealed under a new passphrase (`wardline passphrase`).
     PassphraseChanged {
         /// Whether it had been unlocked (it is locked now).

@@ -252,6 +252,12 @@ pub fn render(event: &Event, style: Style, now: &Now) -> (String, Stream) {
             },
             Stdout,
         ),
+        Event::PasswordChanged { username } => (
+            format!(
+                "Password changed for {username}: use the new one the next time you log in. This device's session goes on."
+            ),
+            Stdout,
+        ),
         Event::PassphraseChanged {
             was_unlocked,
             keystore,
