@@ -56,6 +56,11 @@ pub struct Auth {
     /// Failed logins for usernames that do not exist, so that they lock out
     /// exactly like real ones and `locked_out` reveals nothing.
     phantom_failures: DashMap<String, (Vec<i64>, i64)>,
+    /// Argon2 hashes running at once. Each takes 19 MiB: unbounded, a burst
+    /// of logins (a shift change, or an attacker on many connections) would
+    /// run one per blocking thread, up to 512, and exhaust memory. More than
+    /// two per core gains no throughput.
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 /// Most unknown usernames whose failures are remembered; beyond it the
@@ -87,6 +92,9 @@ impl Auth {
             dummy_hash,
             user_locks: DashMap::new(),
             phantom_failures: DashMap::new(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            )),
         }
     }
 
@@ -112,17 +120,35 @@ fn internal(what: &str) -> ApiError {
     )
 }
 
-/// Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+/// Argon2 takes tens of milliseconds of CPU: keep it off the async workers,
+/// and only a few at a time (see `Auth::hashing`).
 async fn hash_password(state: &Arc<State>, password: Secret) -> Result<String, ApiError> {
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || hash_password_with(&st.auth.argon2, password.expose()))
+    let permit = state
+        .auth
+        .hashing
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|_| internal("password hashing task"))?
+        .map_err(|_| internal("password hashing permits"))?;
+    let st = state.clone();
+    // The permit goes with the hash: a client that hangs up mid-request
+    // must not free a slot while its hash still runs.
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        hash_password_with(&st.auth.argon2, password.expose())
+    })
+    .await
+    .map_err(|_| internal("password hashing task"))?
 }
 
 async fn verify_password(state: &Arc<State>, hash: Option<String>, password: Secret) -> bool {
+    // The semaphore is never closed; without a permit, fail closed.
+    let Ok(permit) = state.auth.hashing.clone().acquire_owned().await else {
+        return false;
+    };
     let st = state.clone();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let (hash, real) = match &hash {
             Some(h) => (h.as_str(), true),
             None => (st.auth.dummy_hash.as_str(), false),

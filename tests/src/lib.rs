@@ -130,14 +130,24 @@ impl ServerProcess {
 
     /// The server's resident memory, from /proc.
     pub fn rss_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The most resident memory the server has had so far (its high-water
+    /// mark), from /proc.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("server process status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map(|kb| kb * 1024)
-            .expect("VmRSS line")
+            .unwrap_or_else(|| panic!("{field} line"))
     }
 
     /// `GET /healthz`: the status code and body.
