@@ -195,8 +195,10 @@ Examples:
 ///
 /// Every question can be answered without a terminal: secrets from the
 /// environment (WARDLINE_PASSPHRASE for the keystore, WARDLINE_PASSWORD for
-/// the account) or flags (--totp), else one line each from standard input,
-/// in the order: confirmation (y/n), passphrase, password, TOTP code.
+/// the account; WARDLINE_NEW_PASSPHRASE and WARDLINE_NEW_PASSWORD when
+/// changing them) or flags (--totp), else one line each from standard input,
+/// in the order: confirmation (y/n), passphrase, password, new secret, TOTP
+/// code.
 ///
 /// A server elsewhere is reached over TLS (wss://) only, trusting either the
 /// certificate fingerprint the server prints at start (--pin, WARDLINE_PIN)
