@@ -275,3 +275,62 @@ fn fs_free(path: &std::path::Path) -> u64 {
         .and_then(|l| l.trim().parse().ok())
         .expect("df output")
 }
+
+/// A read-only bind mount over a directory, undone on drop.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn over(dir: &std::path::Path) -> Self {
+        for args in [&["--bind"][..], &["-o", "remount,bind,ro"][..]] {
+            let ok = Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .expect("run mount");
+            assert!(ok.success(), "this test bind-mounts and needs root");
+        }
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The data directory turns read-only. Linux will not remount a filesystem
+/// read-only while sled holds files open for writing, so a read-only bind
+/// mount over the store directory stands in for it: it is what the server
+/// looks at before writing. Writes are refused, reads go on, and writes
+/// resume once the directory is writable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_data_directory_refuses_writes_keeps_reads_and_recovers() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let data = root.path().join("data");
+    let mut w = Ward::open(&data, &[]).await;
+    let first = w.send("before", 0).await;
+    let first = first["seq"].as_u64().expect("the first send is stored");
+
+    let read_only = ReadOnly::over(&data.join("store"));
+    let (status, body) = w.server.healthz();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("read-only"), "{body}");
+    let r = w.send("while read-only", 1).await;
+    assert_eq!(r["code"], "internal", "{r}");
+    let mut reader = WsClient::connect(&w.server.url).await;
+    reader.ok("resume", json!({"token": w.bob.token})).await;
+    let page = reader.ok("history", json!({"conv_id": w.conv})).await;
+    assert_eq!(
+        seqs(&page),
+        vec![first],
+        "reads go on; nothing refused was stored"
+    );
+
+    drop(read_only);
+    let (status, body) = w.server.healthz();
+    assert_eq!(status, 200, "{body}");
+    let r = w.send("writable again", 2).await;
+    assert_eq!(r["seq"].as_u64(), Some(first + 1), "{r}");
+}
