@@ -1,3 +1,9 @@
+//! A data directory that fills up or turns read-only: sends fail with
+//! `internal` and a clear log line, reads keep working, nothing acknowledged
+//! is lost or corrupted, and once it takes writes again the server resumes
+//! them by itself, with no restart. Runs on a small tmpfs of its own (needs
+//! root, as CI and the project's machines have).
+
 use std::process::Command;
 
 use serde_json::json;
