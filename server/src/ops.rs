@@ -49,10 +49,7 @@ async fn answer(mut tcp: TcpStream, state: &State) -> std::io::Result<()> {
     let (status, body) = match path.as_deref() {
         Some("/healthz") => match (state.store.has_users(), state.store.write_refusal()) {
             (Ok(_), None) => ("200 OK", "ok\n".to_string()),
-            (Ok(_), Some(why)) => (
-                "503 Service Unavailable",
-                format!("writes refused: {why}; sends fail, reads go on\n"),
-            ),
+            (Ok(_), Some(why)) => ("503 Service Unavailable", format!("{why}\n")),
             (Err(_), _) => ("503 Service Unavailable", "store unavailable\n".to_string()),
         },
         Some("/metrics") => (

@@ -196,6 +196,20 @@ async fn a_nearly_full_disk_refuses_sends_keeps_reads_and_recovers_by_itself() {
         Some(&last_acked),
         "acknowledged messages are there, and nothing that was refused"
     );
+    // The small writes that keep the service safe go on in the room kept:
+    // acknowledgements, and administration (which revocation and wipes are).
+    w.bob
+        .client
+        .ok("ack", json!({"conv_id": w.conv, "seq": last_acked}))
+        .await;
+    let mut admin = WsClient::connect(&w.server.url).await;
+    admin.ok("resume", json!({"token": w.admin_token})).await;
+    admin
+        .ok(
+            "admin_incident_mode",
+            json!({"enabled": false, "reason": "disk nearly full"}),
+        )
+        .await;
 
     // Space returns: the server notices by itself, without a restart, and
     // sending goes on without a gap in or a reuse of sequence numbers.

@@ -158,9 +158,17 @@ impl SledStore {
         f(&self.db)
     }
 
-    /// Runs a write, unless the disk is too full for it (see `space`).
+    /// Runs a small write, unless the data directory refuses writes (see
+    /// `space`).
     fn write<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
         self.space.allow_write()?;
+        self.space.check(f(&self.db))
+    }
+
+    /// Runs a write of new messages, the writes that fill a disk: refused
+    /// already when free space is below the watermark.
+    fn grow<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
+        self.space.allow_growth()?;
         self.space.check(f(&self.db))
     }
 
@@ -419,7 +427,7 @@ impl Store for SledStore {
     }
 
     fn append_messages(&self, batch: &[NewMessage], now_ms: i64) -> Result<Vec<Appended>> {
-        self.write(|d| self.append_messages_in(d, batch, now_ms))
+        self.grow(|d| self.append_messages_in(d, batch, now_ms))
     }
 
     fn find_message(

@@ -3,10 +3,14 @@
 //! sled does not survive a failed write: after one I/O error it refuses
 //! every later write, and a flush can wait forever for data that will never
 //! be written, so only a restart brings it back. The store therefore looks
-//! at the disk before it writes, like a database's disk watermark: with
-//! less than `min_free` bytes available, or on a read-only mount, writes are
-//! refused without reaching sled, reads go on, and writes resume by
-//! themselves once the disk has room again.
+//! at the disk before it writes, like a database's disk watermark. With
+//! less than `min_free` bytes available, new messages (the writes that fill
+//! a disk) are refused without reaching sled, while the small writes that
+//! keep the service safe go on in the room `min_free` keeps: acks, logins,
+//! revocations, wipes, disabling accounts, their audit entries, and the
+//! retention deletes that free space. On a read-only mount every write is
+//! refused. Reads go on throughout, and writes resume by themselves once the
+//! disk has room again.
 //!
 //! Should a write fail anyway (the disk filled faster than the checks, or
 //! failed outright), writes stay refused until the server is restarted,
@@ -67,9 +71,30 @@ impl Space {
         Ok(())
     }
 
-    /// Ok if a write may go ahead. Cheap: the disk is looked at no more
-    /// than every [`CHECK_EVERY_MS`], by whichever writer comes first.
+    /// Ok if a new message may be stored: the disk has `min_free` to spare
+    /// and is writable.
+    pub(super) fn allow_growth(&self) -> Result<()> {
+        match self.state_now()? {
+            ROOM => Ok(()),
+            LOW => Err(StoreError::Refused(
+                "the data directory's disk is nearly full: new messages are refused",
+            )),
+            _ => Err(StoreError::Refused("the data directory is read-only")),
+        }
+    }
+
+    /// Ok if a small write may go ahead: the disk is writable (it may be
+    /// below `min_free`, which is kept for these).
     pub(super) fn allow_write(&self) -> Result<()> {
+        match self.state_now()? {
+            READ_ONLY => Err(StoreError::Refused("the data directory is read-only")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The disk's state, looked at no more than every [`CHECK_EVERY_MS`]
+    /// (by whichever writer comes first), or why nothing may be written.
+    fn state_now(&self) -> Result<u8> {
         self.allow_finish()?;
         let now = self.started.elapsed().as_millis() as u64;
         let due = self.next_check_ms.load(Ordering::Acquire);
@@ -86,13 +111,7 @@ impl Space {
         {
             self.look();
         }
-        match self.state.load(Ordering::Acquire) {
-            ROOM => Ok(()),
-            LOW => Err(StoreError::Refused(
-                "the data directory's disk is nearly full",
-            )),
-            _ => Err(StoreError::Refused("the data directory is read-only")),
-        }
+        Ok(self.state.load(Ordering::Acquire))
     }
 
     /// Passes a write's result through; an I/O failure refuses every later
@@ -110,16 +129,23 @@ impl Space {
         result
     }
 
-    /// Why writes are refused right now, if they are (looks at the disk).
+    /// Which writes are refused right now and why, if any are (looks at
+    /// the disk).
     pub(super) fn refusal(&self) -> Option<&'static str> {
         if self.failed.load(Ordering::Acquire) {
-            return Some("a write failed; restart the server once the disk is fixed");
+            return Some(
+                "a write failed: writes are refused until the server is restarted once the disk \
+                 is fixed; reads go on",
+            );
         }
         self.look();
         match self.state.load(Ordering::Acquire) {
             ROOM => None,
-            LOW => Some("the disk is nearly full"),
-            _ => Some("the data directory is read-only"),
+            LOW => Some(
+                "the data directory's disk is nearly full: sends are refused; reads, acks and \
+                 administration go on",
+            ),
+            _ => Some("the data directory is read-only: writes are refused; reads go on"),
         }
     }
 
@@ -140,8 +166,8 @@ impl Space {
             (_, ROOM) => tracing::info!("the data directory has room again: writes resume"),
             (_, LOW) => tracing::error!(
                 min_free_bytes = self.min_free,
-                "the data directory's disk has less free space than limits.min_free_mb: sends and \
-                 other writes are refused until space is freed; reads go on"
+                "the data directory's disk has less free space than limits.min_free_mb: sends are \
+                 refused until space is freed; reads, acks and administration go on"
             ),
             _ => tracing::error!(
                 "the data directory is mounted read-only: writes are refused until it is \
@@ -156,14 +182,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_are_refused_while_free_space_is_below_the_watermark() {
+    fn new_messages_are_refused_while_free_space_is_below_the_watermark() {
         let dir = tempfile::tempdir().expect("temp dir");
         let roomy = Space::new(dir.path().to_path_buf(), 0);
         assert!(roomy.allow_write().is_ok());
         assert_eq!(roomy.refusal(), None);
+        assert!(roomy.allow_growth().is_ok());
         let low = Space::new(dir.path().to_path_buf(), u64::MAX);
-        assert!(low.allow_write().is_err());
-        assert_eq!(low.refusal(), Some("the disk is nearly full"));
+        assert!(low.allow_growth().is_err(), "no new messages");
+        assert!(low.allow_write().is_ok(), "small writes use the room kept");
+        assert!(low.refusal().is_some_and(|r| r.contains("nearly full")));
     }
 
     #[test]
