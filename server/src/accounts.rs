@@ -68,7 +68,11 @@ pub fn revoke_device(
 }
 
 /// `admin_user_set_state`: disabling ends every session at once.
-pub fn set_state(state: &State, authed: &Authed, req: AdminUserSetState) -> Result<(), ApiError> {
+pub async fn set_state(
+    state: &State,
+    authed: &Authed,
+    req: AdminUserSetState,
+) -> Result<(), ApiError> {
     require_admin(state, authed, "admin_user_set_state")?;
     if req.user_id == authed.user.id && req.disabled {
         return Err(ApiError::new(
@@ -76,6 +80,8 @@ pub fn set_state(state: &State, authed: &Authed, req: AdminUserSetState) -> Resu
             "you cannot disable your own account",
         ));
     }
+    let lock = state.auth.lock_for(&req.user_id);
+    let _guard = lock.lock().await;
     let mut u = user(state, &req.user_id)?;
     u.state = match (req.disabled, u.state) {
         (true, _) => UserState::Disabled,
@@ -112,8 +118,14 @@ pub fn set_state(state: &State, authed: &Authed, req: AdminUserSetState) -> Resu
 
 /// `admin_user_reset`: old password and TOTP stop working at once; the user
 /// enrols again with the new code (their devices stay registered).
-pub fn reset(state: &State, authed: &Authed, req: AdminUserReset) -> Result<EnrolCodeOk, ApiError> {
+pub async fn reset(
+    state: &State,
+    authed: &Authed,
+    req: AdminUserReset,
+) -> Result<EnrolCodeOk, ApiError> {
     require_admin(state, authed, "admin_user_reset")?;
+    let lock = state.auth.lock_for(&req.user_id);
+    let _guard = lock.lock().await;
     let mut u = user(state, &req.user_id)?;
     // A reset renews credentials; it neither re-enables a disabled account
     // nor skips an approval.
@@ -154,7 +166,10 @@ pub fn list(
     req: AdminUserList,
 ) -> Result<AdminUserListOk, ApiError> {
     require_admin(state, authed, "admin_user_list")?;
-    let limit = req.limit.unwrap_or(USER_PAGE).clamp(1, USER_PAGE) as usize;
+    if req.limit == Some(0) {
+        return Err(ApiError::bad_request("limit must be 1 to 1000"));
+    }
+    let limit = req.limit.unwrap_or(USER_PAGE).min(USER_PAGE) as usize;
     let mut users: Vec<AccountInfo> = state
         .store
         .all_users()?
@@ -245,8 +260,14 @@ pub fn register(state: &State, req: Register) -> Result<EnrolCodeOk, ApiError> {
 }
 
 /// `admin_user_approve`: a pending self-registration becomes a normal account.
-pub fn approve(state: &State, authed: &Authed, req: AdminUserApprove) -> Result<(), ApiError> {
+pub async fn approve(
+    state: &State,
+    authed: &Authed,
+    req: AdminUserApprove,
+) -> Result<(), ApiError> {
     require_admin(state, authed, "admin_user_approve")?;
+    let lock = state.auth.lock_for(&req.user_id);
+    let _guard = lock.lock().await;
     let mut u = user(state, &req.user_id)?;
     if u.state != UserState::PendingApproval {
         return Err(ApiError::new(

@@ -98,7 +98,10 @@ impl Auth {
         }
     }
 
-    fn lock_for(&self, user: &UserId) -> Arc<Mutex<()>> {
+    /// The lock every read-modify-write of `user`'s record holds, so that
+    /// a login, a password change and an administrator's change to the
+    /// same account never overwrite one another.
+    pub(crate) fn lock_for(&self, user: &UserId) -> Arc<Mutex<()>> {
         self.user_locks.entry(user.clone()).or_default().clone()
     }
 }

@@ -89,10 +89,16 @@ pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// `admin_legal_hold`: on a user (all their conversations) or one conversation.
-pub fn legal_hold(state: &State, authed: &Authed, req: AdminLegalHold) -> Result<(), ApiError> {
+pub async fn legal_hold(
+    state: &State,
+    authed: &Authed,
+    req: AdminLegalHold,
+) -> Result<(), ApiError> {
     require_admin(state, authed, "admin_legal_hold")?;
     let target = match (&req.user_id, &req.conv_id) {
         (Some(u), None) => {
+            let lock = state.auth.lock_for(u);
+            let _guard = lock.lock().await;
             let mut user = state
                 .store
                 .user(u)?

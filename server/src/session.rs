@@ -460,13 +460,13 @@ async fn dispatch(
                     ok(&Empty {})
                 }
                 Request::AdminUserSetState(r) => {
-                    accounts::set_state(state, authed, r)?;
+                    accounts::set_state(state, authed, r).await?;
                     ok(&Empty {})
                 }
-                Request::AdminUserReset(r) => ok(&accounts::reset(state, authed, r)?),
+                Request::AdminUserReset(r) => ok(&accounts::reset(state, authed, r).await?),
                 Request::AdminUserList(r) => ok(&accounts::list(state, authed, r)?),
                 Request::AdminUserApprove(r) => {
-                    accounts::approve(state, authed, r)?;
+                    accounts::approve(state, authed, r).await?;
                     ok(&Empty {})
                 }
                 Request::AdminIncidentMode(r) => {
@@ -475,7 +475,7 @@ async fn dispatch(
                 }
                 Request::AdminResidency(_) => ok(&residency::report(state, authed)?),
                 Request::AdminLegalHold(r) => {
-                    retention::legal_hold(state, authed, r)?;
+                    retention::legal_hold(state, authed, r).await?;
                     ok(&Empty {})
                 }
                 Request::ConversationRetention(r) => {

@@ -346,3 +346,42 @@ async fn failed_password_changes_lock_the_account_like_failed_logins() -> TestRe
         .await;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_admin_disable_during_a_password_change_is_not_undone() -> TestResult {
+    let server = TestServer::start().await;
+    let mut admin = TestUser::admin(&server).await;
+    let mut alice = TestUser::clinician(&server, &mut admin, "alice").await;
+    let new = "a brand new passphrase";
+    server.next_totp_step();
+    let code = server.totp_now(&alice.totp_secret);
+    // The change is under way (two Argon2 runs) when the admin disables the
+    // account: whichever lands last, the account must end up disabled.
+    alice
+        .client
+        .send_text(
+            json!({"type": "password_change", "id": 900, "password": alice.password, "totp": code, "new_password": new})
+                .to_string(),
+        )
+        .await;
+    admin
+        .client
+        .ok(
+            "admin_user_set_state",
+            json!({"user_id": alice.user_id, "disabled": true, "reason": "left the trust"}),
+        )
+        .await;
+    let list = admin.client.ok("admin_user_list", json!({})).await;
+    let state = list["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["username"] == "alice")
+        .map(|u| u["state"].clone());
+    assert_eq!(state, Some(json!("disabled")), "{list}");
+    server.next_totp_step();
+    let mut c = server.connect().await;
+    c.fails("login", json!({"username": "alice", "password": new, "totp": server.totp_now(&alice.totp_secret), "device": {"device_id": alice.device_id}}), "auth_failed")
+        .await;
+    Ok(())
+}

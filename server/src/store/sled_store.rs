@@ -334,12 +334,26 @@ impl Store for SledStore {
 
     fn set_last_seen(&self, device: &DeviceId, at_ms: i64) -> Result<()> {
         // Not a change the send path cares about: no cache invalidation.
+        let key = keys::id(device.as_str());
         self.write(|d| {
-            if let Some(mut dev) = self.device_in(d, device)? {
+            loop {
+                let Some(old) = d.devices.get(&key)? else {
+                    return Ok(());
+                };
+                let mut dev: Device = self.decode("devices", &key, &old)?;
                 dev.last_seen = Some(at_ms);
-                self.put(&d.devices, "devices", &keys::id(dev.id.as_str()), &dev)?;
+                let plain =
+                    Zeroizing::new(serde_json::to_vec(&dev).expect("records always serialise"));
+                let new = self.sealer.seal("devices", &key, &plain);
+                // Compare-and-swap: a revocation or wipe written since the
+                // read is never overwritten with the old state.
+                if d.devices
+                    .compare_and_swap(&key, Some(old), Some(new))?
+                    .is_ok()
+                {
+                    return Ok(());
+                }
             }
-            Ok(())
         })
     }
 

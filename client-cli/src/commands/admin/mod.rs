@@ -212,12 +212,21 @@ pub(crate) async fn all_users(s: &mut Session) -> Result<Vec<AccountInfo>, Error
     loop {
         let page: AdminUserListOk = s
             .conn
-            .call(Request::AdminUserList(AdminUserList { after, limit: None }))
+            .call(Request::AdminUserList(AdminUserList {
+                after: after.clone(),
+                limit: None,
+            }))
             .await
             .map_err(refused)?;
         users.extend(page.users);
         match page.next_after {
-            Some(next) => after = Some(next),
+            // Each page must move on, or a faulty server would loop us.
+            Some(next) if after.as_ref().is_none_or(|a| next > *a) => after = Some(next),
+            Some(_) => {
+                return Err(Error::Refused(
+                    "the server's account list did not move on to a next page".into(),
+                ));
+            }
             None => return Ok(users),
         }
     }
