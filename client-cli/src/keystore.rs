@@ -45,8 +45,8 @@ use wardline_protocol::{Secret, b64, rng};
 use zeroize::Zeroizing;
 
 pub use contacts::{
-    Contact, DeviceFlag, DeviceStanding, DeviceTrust, KeyChange, PinnedMatch, ReplacedKeys,
-    SigningKey,
+    Contact, DeviceFlag, DeviceStanding, DeviceTrust, KeyChange, PinnedMatch, Reading,
+    ReplacedKeys, SigningKey,
 };
 pub(crate) use files::write_atomic;
 use files::{create_private_dir, overwrite, remove_leftovers, shred, stage};

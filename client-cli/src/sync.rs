@@ -26,7 +26,7 @@ use wardline_protocol::{ConversationId, DeviceSecrets, MessageId, Request, UserI
 
 use crate::connection::{Connection, ConnectionError, Push};
 use crate::error::Error;
-use crate::keystore::{KeyChange, Keystore, State, StoredMessage};
+use crate::keystore::{KeyChange, Keystore, Reading, State, StoredMessage};
 
 /// A message that could not be opened.
 #[derive(Debug, Clone)]
@@ -252,7 +252,9 @@ async fn receive_batch(
     out.key_changes = fetch_sender_keys(conn, keystore, &messages).await?;
     for m in messages {
         raise(&mut highest, &m.conv_id, m.seq);
-        match open_one(keystore.state(), secrets, &m) {
+        // Newly received: a replaced key is never accepted here, since its
+        // holder could backdate `sent_at` into the time it was pinned.
+        match open_one(keystore.state(), secrets, &m, Reading::New) {
             Ok(stored) => {
                 if keystore.state_mut().store_message(stored.clone()) {
                     out.messages.push(stored);
@@ -321,11 +323,13 @@ async fn fetch_sender_keys(
     Ok(keystore.state_mut().remember_devices(&devices))
 }
 
-/// Verifies and decrypts one pushed message; the error says why it failed.
+/// Verifies and decrypts one pushed message, just received or read again
+/// (`reading`); the error says why it failed.
 pub fn open_one(
     state: &State,
     secrets: &DeviceSecrets,
     push: &MessagePush,
+    reading: Reading,
 ) -> Result<StoredMessage, String> {
     let e = &push.envelope;
     if e.conv_id != push.conv_id {
@@ -333,9 +337,10 @@ pub fn open_one(
             "the server delivered it under a different conversation than it was sent to".into(),
         );
     }
-    // The key pinned for the sending device when it sent the message
-    // (the current pin, or one replaced since after `verify --confirm`).
-    let key = state.signing_key(e)?;
+    // The key pinned for the sending device: the current pin, or, for a
+    // message read again, one verified in person and replaced since by
+    // `verify --confirm` that was pinned when the message was sent.
+    let key = state.signing_key(e, reading)?;
     let body = envelope::open(e, &state.device_id, secrets, &key.keys().sig_pk)
         .map_err(|err| err.to_string())?;
     Ok(StoredMessage {

@@ -665,13 +665,16 @@ fn an_export_is_posted_to_a_fhir_server_as_a_transaction() -> TestResult {
 /// Replaces, in `who`'s keystore, the keys pinned for `user`'s device
 /// `device`, as `wardline verify USER --confirm` does once the server
 /// publishes other keys for a device this one knows and the user has
-/// verified them in person. (The real server never gives a device id new
-/// keys, so the new keys are made up here; no message is signed with
-/// them.) Returns when the pin was replaced.
+/// verified them in person. With `verified_before`, the keys pinned until
+/// then had been verified in person too (`verify --confirm` earlier).
+/// (The real server never gives a device id new keys, so the new keys are
+/// made up here; no message is signed with them.) Returns when the pin
+/// was replaced.
 fn replace_pinned_keys(
     who: &Client,
     user: &str,
     device: &str,
+    verified_before: bool,
 ) -> Result<wardline_protocol::Timestamp, Box<dyn std::error::Error>> {
     let pass = Secret::new(who.passphrase.as_str());
     let mut keystore = Keystore::open(&who.home, &pass)?;
@@ -686,6 +689,17 @@ fn replace_pinned_keys(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let now = wardline_protocol::Timestamp::from_unix_millis(i64::try_from(now.as_millis())?)?;
     let state = keystore.state_mut();
+    if verified_before {
+        let pinned = *state
+            .device_keys(&user, &published.device_id)
+            .ok_or("the device is not pinned")?;
+        let earlier = wardline_protocol::wire::DeviceInfo {
+            kem_pk: pinned.kem_pk,
+            sig_pk: pinned.sig_pk,
+            ..published.clone()
+        };
+        assert_eq!(state.confirm_verified(&user, &[earlier], &now), 1);
+    }
     state.remember_devices_at(std::slice::from_ref(&published), &now);
     assert_eq!(state.confirm_verified(&user, &[published], &now), 1);
     keystore.save()?;
@@ -693,7 +707,7 @@ fn replace_pinned_keys(
 }
 
 #[test]
-fn a_message_signed_with_a_key_replaced_since_still_exports_and_verifies_as_pinned_then()
+fn a_message_signed_with_a_verified_key_replaced_since_still_exports_and_verifies_as_pinned_then()
 -> TestResult {
     let (_server, root, _admin, alice, bob) = ward();
     let id = note(&alice, "bob", "Ada: repeat ECG", Some(ADA));
@@ -711,7 +725,7 @@ fn a_message_signed_with_a_key_replaced_since_still_exports_and_verifies_as_pinn
         (m.sender_user.to_string(), m.sender_device.to_string())
     };
 
-    let replaced_at = replace_pinned_keys(&bob, &sender, &device)?;
+    let replaced_at = replace_pinned_keys(&bob, &sender, &device, true)?;
 
     // The bundle made before: still alice's device's signature, with the
     // key pinned for it when the message was sent.
@@ -766,8 +780,9 @@ fn a_message_signed_with_a_key_replaced_since_still_exports_and_verifies_as_pinn
         history.stdout
     );
 
-    // A message signed with the old key but sent after the replacement is
-    // not that device's as far as this device knows.
+    // A new message signed with the old key is not that device's as far
+    // as this device knows, whenever it says it was sent: its holder
+    // chooses that.
     note(&alice, "bob", "Ada: discharge", Some(ADA));
     let inbox = bob.run(&["--json", "inbox"]);
     ok(&inbox);
@@ -776,10 +791,62 @@ fn a_message_signed_with_a_key_replaced_since_still_exports_and_verifies_as_pinn
         problem["reason"]
             .as_str()
             .is_some_and(|r| r.contains(&format!(
-                "only until {}, before it was sent",
+                "new but signed with a key this device pinned for its sending device only until {}",
                 replaced_at.as_str()
             ))),
         "{problem}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_message_signed_with_a_key_replaced_without_being_verified_no_longer_verifies() -> TestResult {
+    let (_server, root, _admin, alice, bob) = ward();
+    note(&alice, "bob", "Ada: repeat ECG", Some(ADA));
+    ok(&bob.run(&["inbox"]));
+    let before = root.path().join("before.json");
+    ok(&export(&bob, &before, &[]));
+    let (sender, device) = {
+        let pass = Secret::new(bob.passphrase.as_str());
+        let keystore = Keystore::open(&bob.home, &pass)?;
+        let m = &keystore.state().messages[0];
+        (m.sender_user.to_string(), m.sender_device.to_string())
+    };
+    // Pinned on first sight only: the in-person check found other keys.
+    let replaced_at = replace_pinned_keys(&bob, &sender, &device, false)?;
+
+    let checked = bob.run(&["--json", "verify-export", &before.to_string_lossy()]);
+    assert!(!checked.ok, "{}", checked.stdout);
+    let entry = checked.event("export_entry");
+    assert_eq!(entry["ok"], false);
+    assert_eq!(entry["key"], "replaced_unverified", "{entry}");
+    assert_eq!(entry["key_pinned_until"], replaced_at.as_str());
+    let human = bob.run(&["verify-export", &before.to_string_lossy()]);
+    assert!(!human.ok);
+    assert!(
+        format!("{}{}", human.stdout, human.stderr).contains("NEVER verified in person"),
+        "{}{}",
+        human.stdout,
+        human.stderr
+    );
+
+    // Nor does it open again for an export.
+    let after = root.path().join("after.json");
+    let run = export(&bob, &after, &[]);
+    let exported = events(&run, "exported");
+    assert!(
+        exported
+            .iter()
+            .all(|e| e["signed_with_replaced_keys"].as_u64() == Some(0)),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("never verified in person"),
+        "{}{}",
+        run.stdout,
+        run.stderr
     );
     Ok(())
 }

@@ -16,7 +16,7 @@ use wardline_protocol::{ConversationId, Priority, Request};
 
 use super::{Context, Session};
 use crate::error::Error;
-use crate::keystore::{State, StoredMessage};
+use crate::keystore::{Reading, State, StoredMessage};
 use crate::outgoing::resolve_conversation;
 use crate::output::{Event, MessageView};
 use crate::sync::{self, Problem, Received};
@@ -231,7 +231,7 @@ pub(crate) async fn open_history(
     let mut opened = Vec::new();
     let mut problems = Vec::new();
     for p in &pushes {
-        match sync::open_one(s.keystore.state(), &secrets, p) {
+        match sync::open_one(s.keystore.state(), &secrets, p, Reading::Again) {
             Ok(m) => {
                 s.keystore.state_mut().store_message(m.clone());
                 opened.push(m);

@@ -16,10 +16,16 @@
 //!
 //! When the user does verify replaced keys (`wardline verify USER
 //! --confirm`), the keys pinned until then are kept in the contact's
-//! history of replaced keys, with when they were pinned and replaced:
-//! a message that device signed while they were pinned (sent no later than
-//! the replacement) still opens, exports and verifies as signed with the
-//! key this device pinned for it at the time ([`State::signing_key`]).
+//! history of replaced keys, with when they were pinned and replaced, and
+//! whether the user had verified them in person. A replaced key is never
+//! accepted for a newly received message: its holder picks the signed
+//! `sent_at`, so it could backdate new messages. Only a message read again
+//! (history, export, `verify-export`) that device signed while its keys
+//! were pinned *and verified in person* (sent no later than the
+//! replacement) still opens, exports and verifies as signed with the key
+//! this device pinned for it at the time ([`State::signing_key`]). Keys
+//! replaced without having been verified were most likely substituted, and
+//! are never accepted.
 
 use std::collections::BTreeMap;
 
@@ -98,6 +104,20 @@ impl SigningKey<'_> {
     }
 }
 
+/// Why a message's signature is being checked, which decides whether a
+/// replaced key may be accepted for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// A message just received (a live push): only the current pin. Whoever
+    /// still holds a replaced key chooses the signed `sent_at`, so a new
+    /// message could be backdated into the time that key was pinned.
+    New,
+    /// A message read again (history, export): also a replaced key, if it
+    /// was verified in person and the message says it was sent while it
+    /// was pinned.
+    Again,
+}
+
 /// How a signing key disclosed by someone else (an exported bundle)
 /// compares with the keys this device pinned for its device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +130,9 @@ pub enum PinnedMatch {
     PinnedUntil(Timestamp),
     /// It was the pinned key only until then, before the message was sent.
     ReplacedBefore(Timestamp),
+    /// It was the pinned key until then, but never verified in person:
+    /// most likely a substituted key, so not accepted.
+    ReplacedUnverified(Timestamp),
     /// It was never pinned for the device.
     Differs,
 }
@@ -360,10 +383,15 @@ impl State {
     }
 
     /// The key, pinned here for the sending device, that signed
-    /// `envelope`: the current pin, or one replaced since that was pinned
-    /// when the message was sent (no later than its replacement). The
-    /// error says why there is none.
-    pub fn signing_key(&self, envelope: &Envelope) -> Result<SigningKey<'_>, String> {
+    /// `envelope`: the current pin, or, for a message read again
+    /// ([`Reading::Again`]), one replaced since that the user had verified
+    /// in person and that was pinned when the message was sent (no later
+    /// than its replacement). The error says why there is none.
+    pub fn signing_key(
+        &self,
+        envelope: &Envelope,
+        reading: Reading,
+    ) -> Result<SigningKey<'_>, String> {
         let contact = self.contacts.get(&envelope.sender_user);
         let current = contact
             .and_then(|c| c.devices.get(&envelope.sender_device))
@@ -379,6 +407,14 @@ impl State {
         let signed = |r: &&ReplacedKeys| envelope.verify_signature(&r.keys.sig_pk).is_ok();
         let sent = envelope.sent_at.unix_millis();
         match history.iter().rev().find(signed) {
+            Some(r) if reading == Reading::New => Err(format!(
+                "it is new but signed with a key this device pinned for its sending device only until {}, replaced since",
+                r.replaced_at
+            )),
+            Some(r) if !r.verified => Err(format!(
+                "it is signed with a key this device pinned for its sending device until {}, never verified in person and replaced since",
+                r.replaced_at
+            )),
             Some(r) if sent <= r.replaced_at.unix_millis() => Ok(SigningKey::Replaced(r)),
             Some(r) => Err(format!(
                 "it is signed with a key this device pinned for its sending device only until {}, before it was sent",
@@ -426,6 +462,7 @@ impl State {
             .and_then(|h| h.iter().rev().find(|r| r.keys.sig_pk == *sig_pk));
         let found = match (earlier, sent_at) {
             (None, _) => PinnedMatch::Differs,
+            (Some(r), _) if !r.verified => PinnedMatch::ReplacedUnverified(r.replaced_at.clone()),
             (Some(r), Some(t)) if t.unix_millis() <= r.replaced_at.unix_millis() => {
                 PinnedMatch::PinnedUntil(r.replaced_at.clone())
             }

@@ -622,7 +622,8 @@ fn keys_replaced_after_verification_are_kept_with_when_they_were_pinned() -> Tes
 }
 
 #[test]
-fn a_message_signed_with_a_replaced_key_opens_if_sent_while_it_was_pinned() -> TestResult {
+fn a_message_read_again_signed_with_a_replaced_verified_key_opens_if_sent_while_it_was_pinned()
+-> TestResult {
     let mine = DeviceSecrets::from_bytes(&[1; 32], &[2; 32]);
     let mut state = State::new(registration(), &mine);
     let bob = UserId::parse("u-bob")?;
@@ -632,15 +633,18 @@ fn a_message_signed_with_a_replaced_key_opens_if_sent_while_it_was_pinned() -> T
     );
     let device = bobs_device(&old).device_id;
     state.remember_devices_at(&[bobs_device(&old)], &at("2026-11-20T08:00:00.000Z"));
+    // The old key was verified in person before it was replaced.
+    state.confirm_verified(&bob, &[bobs_device(&old)], &at("2026-11-20T09:00:00.000Z"));
     let before = from_bob(&old, "2026-11-21T08:00:00.000Z", &mine);
     assert_eq!(
-        state.signing_key(&before)?,
+        state.signing_key(&before, Reading::New)?,
         SigningKey::Current(&old.public())
     );
     state.confirm_verified(&bob, &[bobs_device(&new)], &at("2026-11-22T08:00:00.000Z"));
+    assert!(state.contacts[&bob].replaced[&device][0].verified);
 
     // Sent while the old key was pinned: that key, reported as such.
-    let key = state.signing_key(&before)?;
+    let key = state.signing_key(&before, Reading::Again)?;
     assert_eq!(key.keys(), &old.public());
     assert_eq!(key.pinned_until(), Some(&at("2026-11-22T08:00:00.000Z")));
     let body =
@@ -648,10 +652,10 @@ fn a_message_signed_with_a_replaced_key_opens_if_sent_while_it_was_pinned() -> T
     assert_eq!(body.text, "Ada: repeat ECG");
     // Up to the moment of the replacement, not after it.
     let at_replacement = from_bob(&old, "2026-11-22T08:00:00.000Z", &mine);
-    assert!(state.signing_key(&at_replacement).is_ok());
+    assert!(state.signing_key(&at_replacement, Reading::Again).is_ok());
     let after = from_bob(&old, "2026-11-22T08:00:00.001Z", &mine);
     let refused = state
-        .signing_key(&after)
+        .signing_key(&after, Reading::Again)
         .expect_err("replaced before it was sent");
     assert!(
         refused.contains("only until 2026-11-22T08:00:00.000Z, before it was sent"),
@@ -659,14 +663,16 @@ fn a_message_signed_with_a_replaced_key_opens_if_sent_while_it_was_pinned() -> T
     );
     // The new key, whenever sent; any other key, never.
     let fresh = from_bob(&new, "2026-11-21T08:00:00.000Z", &mine);
-    assert_eq!(
-        state.signing_key(&fresh)?,
-        SigningKey::Current(&new.public())
-    );
+    for reading in [Reading::New, Reading::Again] {
+        assert_eq!(
+            state.signing_key(&fresh, reading)?,
+            SigningKey::Current(&new.public())
+        );
+    }
     let stranger = DeviceSecrets::from_bytes(&[3; 32], &[4; 32]);
     let forged = from_bob(&stranger, "2026-11-21T08:00:00.000Z", &mine);
     assert_eq!(
-        state.signing_key(&forged),
+        state.signing_key(&forged, Reading::Again),
         Err("the sender's signature does not verify".to_owned())
     );
 
@@ -701,6 +707,84 @@ fn a_message_signed_with_a_replaced_key_opens_if_sent_while_it_was_pinned() -> T
     assert_eq!(
         state.pinned_match(&unknown, &old_pk, Some(&sent)),
         (None, PinnedMatch::UnknownDevice)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_newly_received_message_signed_with_a_replaced_key_is_refused_however_it_is_dated() -> TestResult
+{
+    let mine = DeviceSecrets::from_bytes(&[1; 32], &[2; 32]);
+    let mut state = State::new(registration(), &mine);
+    let bob = UserId::parse("u-bob")?;
+    let (old, new) = (
+        DeviceSecrets::from_bytes(&[5; 32], &[6; 32]),
+        DeviceSecrets::from_bytes(&[7; 32], &[8; 32]),
+    );
+    state.remember_devices_at(&[bobs_device(&old)], &at("2026-11-20T08:00:00.000Z"));
+    state.confirm_verified(&bob, &[bobs_device(&old)], &at("2026-11-20T09:00:00.000Z"));
+    state.confirm_verified(&bob, &[bobs_device(&new)], &at("2026-11-22T08:00:00.000Z"));
+
+    // Whoever still holds the old key backdates a new message into the
+    // time it was pinned: as a live push it does not open.
+    let backdated = from_bob(&old, "2026-11-21T08:00:00.000Z", &mine);
+    let refused = state
+        .signing_key(&backdated, Reading::New)
+        .expect_err("a replaced key is never accepted for a new message");
+    assert!(
+        refused.contains("new but signed with a key") && refused.contains("replaced since"),
+        "{refused}"
+    );
+    let push = wardline_protocol::wire::MessagePush {
+        conv_id: backdated.conv_id.clone(),
+        seq: 9,
+        envelope: backdated.clone(),
+    };
+    let live = crate::sync::open_one(&state, &mine, &push, Reading::New)
+        .expect_err("a backdated live push with a replaced key is refused");
+    assert_eq!(live, refused);
+    Ok(())
+}
+
+#[test]
+fn a_replaced_key_never_verified_in_person_is_refused() -> TestResult {
+    let mine = DeviceSecrets::from_bytes(&[1; 32], &[2; 32]);
+    let mut state = State::new(registration(), &mine);
+    let bob = UserId::parse("u-bob")?;
+    let (substituted, real) = (
+        DeviceSecrets::from_bytes(&[5; 32], &[6; 32]),
+        DeviceSecrets::from_bytes(&[7; 32], &[8; 32]),
+    );
+    let device = bobs_device(&substituted).device_id;
+    // Pinned on first sight only; the in-person check then showed other keys.
+    state.remember_devices_at(
+        &[bobs_device(&substituted)],
+        &at("2026-11-20T08:00:00.000Z"),
+    );
+    state.confirm_verified(&bob, &[bobs_device(&real)], &at("2026-11-22T08:00:00.000Z"));
+    assert!(!state.contacts[&bob].replaced[&device][0].verified);
+
+    let sent_while_pinned = from_bob(&substituted, "2026-11-21T08:00:00.000Z", &mine);
+    for reading in [Reading::New, Reading::Again] {
+        assert!(
+            state.signing_key(&sent_while_pinned, reading).is_err(),
+            "{reading:?}"
+        );
+    }
+    let refused = state
+        .signing_key(&sent_while_pinned, Reading::Again)
+        .expect_err("never verified");
+    assert!(refused.contains("never verified in person"), "{refused}");
+    // Nor does a bundle that discloses it verify as that device's.
+    assert_eq!(
+        state
+            .pinned_match(
+                &device,
+                &substituted.public().sig_pk,
+                Some(&at("2026-11-21T08:00:00.000Z"))
+            )
+            .1,
+        PinnedMatch::ReplacedUnverified(at("2026-11-22T08:00:00.000Z"))
     );
     Ok(())
 }

@@ -140,6 +140,11 @@ pub enum KeyCheck {
     /// `key_pinned_until`, before the message says it was sent: not
     /// accepted as that device's signature.
     ReplacedBeforeSent,
+    /// This device pinned that key for the signing device until
+    /// `key_pinned_until` but the user never verified it in person before
+    /// replacing it: most likely a substituted key, so not accepted as
+    /// that device's signature.
+    ReplacedUnverified,
     /// This device pinned another key for that device: not its signature.
     Differs,
     /// This device has never seen the signing device.
@@ -151,7 +156,10 @@ pub enum KeyCheck {
 impl KeyCheck {
     /// Whether the signature is not accepted as the device's.
     pub fn is_alarm(self) -> bool {
-        matches!(self, KeyCheck::Differs | KeyCheck::ReplacedBeforeSent)
+        matches!(
+            self,
+            KeyCheck::Differs | KeyCheck::ReplacedBeforeSent | KeyCheck::ReplacedUnverified
+        )
     }
 }
 
@@ -265,6 +273,10 @@ pub fn verified_entry(e: &VerifiedEntry, style: Style, now: &Now) -> String {
         ),
         KeyCheck::ReplacedBeforeSent => style.alarm(&format!(
             "its key was pinned for that device only until {}, BEFORE the message says it was sent: not accepted as that device's signature",
+            pinned_until(e, now)
+        )),
+        KeyCheck::ReplacedUnverified => style.alarm(&format!(
+            "its key was pinned for that device until {} but NEVER verified in person before it was replaced (most likely a substituted key): not accepted as that device's signature",
             pinned_until(e, now)
         )),
         KeyCheck::Differs => style.alarm(

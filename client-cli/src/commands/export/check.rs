@@ -6,13 +6,11 @@
 //! replaced since by `verify --confirm`), since the bundle alone cannot
 //! prove whose key it is.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::Value;
 use wardline_protocol::Timestamp;
-use wardline_protocol::record::{self, ENVELOPE_EXTENSION_URL, EntryVerdict};
+use wardline_protocol::record::{self, Bundle, ENVELOPE_EXTENSION_URL, EntryVerdict, Resource};
 
 use crate::commands::{Context, open_keystore};
 use crate::error::Error;
@@ -66,7 +64,11 @@ pub fn run(ctx: &Context, args: &VerifyExportArgs) -> Result<(), Error> {
     let sent = send_times(&text);
     let entries: Vec<VerifiedEntry> = verdicts
         .iter()
-        .map(|v| entry(v, keystore.as_ref().map(Keystore::state), &sent))
+        .enumerate()
+        .map(|(i, v)| {
+            let sent_at = sent.get(i).and_then(Option::as_ref);
+            entry(v, keystore.as_ref().map(Keystore::state), sent_at)
+        })
         .collect();
     let failed: Vec<&VerifiedEntry> = entries.iter().filter(|e| !e.ok).collect();
     let keys_unknown = entries
@@ -107,12 +109,7 @@ fn entry_name(e: &VerifiedEntry) -> String {
 
 /// One verdict, with its signing key compared with the one pinned for its
 /// device when the message was sent.
-fn entry(
-    v: &EntryVerdict,
-    state: Option<&State>,
-    sent: &HashMap<String, Timestamp>,
-) -> VerifiedEntry {
-    let sent_at = v.msg_id.and_then(|m| sent.get(&m.to_string()));
+fn entry(v: &EntryVerdict, state: Option<&State>, sent_at: Option<&Timestamp>) -> VerifiedEntry {
     let (owner, found) = match (state, &v.sender_device, &v.sender_sig_pk) {
         (Some(st), Some(device), Some(disclosed)) => {
             let (owner, found) = st.pinned_match(device, disclosed, sent_at);
@@ -125,6 +122,7 @@ fn entry(
         Some(PinnedMatch::Current) => (KeyCheck::Matches, None),
         Some(PinnedMatch::PinnedUntil(t)) => (KeyCheck::PinnedUntil, Some(t)),
         Some(PinnedMatch::ReplacedBefore(t)) => (KeyCheck::ReplacedBeforeSent, Some(t)),
+        Some(PinnedMatch::ReplacedUnverified(t)) => (KeyCheck::ReplacedUnverified, Some(t)),
         Some(PinnedMatch::Differs) => (KeyCheck::Differs, None),
         Some(PinnedMatch::UnknownDevice) => (KeyCheck::UnknownDevice, None),
     };
@@ -141,37 +139,50 @@ fn entry(
     }
 }
 
-/// The signed send time of each message in the bundle, by message id,
-/// from the Provenances' signed-envelope extension (the signature covers
-/// it, so it counts only for entries that verify).
-fn send_times(bundle: &str) -> HashMap<String, Timestamp> {
-    let Ok(v) = serde_json::from_str::<Value>(bundle) else {
-        return HashMap::new();
+/// The signed send time of the envelope behind each verdict of
+/// `record::verify` (one per Communication in bundle order), taken from
+/// the one Provenance that targets that Communication: the same envelope
+/// the verdict checked, so the signature covers it when the entry
+/// verifies. Never looked up by message id, which a bundle may repeat.
+/// `None` where the verdict checked no envelope.
+fn send_times(bundle: &str) -> Vec<Option<Timestamp>> {
+    let Ok(bundle) = serde_json::from_str::<Bundle>(bundle) else {
+        return Vec::new();
     };
-    let mut out = HashMap::new();
-    for e in v["entry"].as_array().map_or(&[][..], Vec::as_slice) {
-        let resource = &e["resource"];
-        if resource["resourceType"] != "Provenance" {
-            continue;
-        }
-        let Some(ext) = resource["extension"]
-            .as_array()
-            .and_then(|x| x.iter().find(|x| x["url"] == ENVELOPE_EXTENSION_URL))
-        else {
-            continue;
-        };
-        let field = |name: &str| {
-            ext["extension"]
-                .as_array()?
+    let provenances: Vec<_> = bundle
+        .entry
+        .iter()
+        .filter_map(|e| match &e.resource {
+            Some(Resource::Provenance(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let sent_at = |p: &record::Provenance| {
+        let ext = p
+            .extension
+            .iter()
+            .find(|e| e.url == ENVELOPE_EXTENSION_URL)?;
+        let at = ext
+            .extension
+            .iter()
+            .find(|e| e.url == "sent_at")?
+            .value_string
+            .as_deref()?;
+        Timestamp::parse(at).ok()
+    };
+    bundle
+        .entry
+        .iter()
+        .filter(|e| matches!(e.resource, Some(Resource::Communication(_))))
+        .map(|e| {
+            let url = e.full_url.as_deref().filter(|u| !u.is_empty())?;
+            let mut mine = provenances
                 .iter()
-                .find(|x| x["url"] == name)?["valueString"]
-                .as_str()
-        };
-        if let (Some(id), Some(at)) = (field("msg_id"), field("sent_at"))
-            && let Ok(at) = Timestamp::parse(at)
-        {
-            out.insert(id.to_owned(), at);
-        }
-    }
-    out
+                .filter(|p| p.target.iter().any(|t| t.reference.as_deref() == Some(url)));
+            match (mine.next(), mine.next()) {
+                (Some(p), None) => sent_at(p),
+                _ => None,
+            }
+        })
+        .collect()
 }

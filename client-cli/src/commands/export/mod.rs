@@ -402,9 +402,10 @@ fn open_again(
     }
     // The sender-device check: the key is the one pinned for this device
     // of this sender when it sent the message (the current pin, or one
-    // replaced since), never one the envelope or the server offers.
+    // verified in person and replaced since), never one the envelope or
+    // the server offers.
     let key = state
-        .signing_key(envelope)
+        .signing_key(envelope, crate::keystore::Reading::Again)
         .map_err(|e| format!("it no longer opens with the keys this device knows ({e})"))?;
     let opened = ExportedMessage::open(
         envelope.clone(),
