@@ -915,4 +915,19 @@ mod tests {
             .expect("remove");
         assert_eq!(store.senders_between(&conv, 1, 3).expect("senders"), want);
     }
+
+    #[test]
+    fn retention_deletes_a_message_with_its_sender_entry() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SledStore::open(dir.path(), &Zeroizing::new([7; 32]), 0).expect("open");
+        let conv = ConversationId::generate_v7(1_800_000_000_000, [2; 10]);
+        let a = UserId::generate_v7(1_800_000_000_000, [3; 10]);
+        store
+            .append_messages(&[message(&conv, &a, 1), message(&conv, &a, 2)], 0)
+            .expect("append");
+        assert_eq!(store.delete_messages_before(&conv, 1).expect("delete"), 2);
+        let left = store.db.messages.scan_prefix(b"s").count();
+        assert_eq!(left, 0, "sender entries outlived their messages");
+        assert_eq!(store.senders_between(&conv, 0, 2).expect("senders"), vec![]);
+    }
 }
