@@ -262,6 +262,10 @@ enum Answer {
     EntryFailed(usize),
     /// Reads the request and closes the connection without answering.
     HangUp,
+    /// HTTP 200 with an HTML page, as a proxy's login page.
+    Html,
+    /// HTTP 200 with a transaction-response one entry short.
+    TooFew,
 }
 
 /// One POST as the fake FHIR server received it.
@@ -353,6 +357,29 @@ fn fake_fhir_server(
                         "resourceType": "Bundle",
                         "type": "transaction-response",
                         "entry": statuses,
+                    })
+                    .to_string();
+                    write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    )
+                    .expect("the answer");
+                }
+                Answer::Html => {
+                    let page = "<html><body><h1>Proxy login</h1></body></html>";
+                    write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                        page.len()
+                    )
+                    .expect("the answer");
+                }
+                Answer::TooFew => {
+                    let answer = serde_json::json!({
+                        "resourceType": "Bundle",
+                        "type": "transaction-response",
+                        "entry": vec![created; entries.saturating_sub(1)],
                     })
                     .to_string();
                     write!(
@@ -605,6 +632,56 @@ fn a_post_with_failed_entries_or_no_answer_names_them_and_a_retry_posts_it() -> 
         [3, 1],
         "each run wrote and audited the file; only the post that succeeded is audited"
     );
+    assert_eq!(fhir.join().map_err(|_| "the FHIR server failed")?.len(), 3);
+    Ok(())
+}
+
+#[test]
+fn a_2xx_answer_that_is_not_a_full_transaction_response_is_a_failed_post() -> TestResult {
+    let (_server, root, admin, alice, bob) = ward();
+    note(&alice, "bob", "Ada: repeat ECG", Some(ADA));
+    ok(&bob.run(&["inbox"]));
+    let (port, fhir) = fake_fhir_server(vec![Answer::Html, Answer::TooFew, Answer::Created])?;
+    let file = root.path().join("unanswered.json");
+    let url = format!("http://127.0.0.1:{port}/fhir/r4");
+    let (file_name, url_name) = (file.to_string_lossy().into_owned(), url.clone());
+
+    // A proxy's HTML page with 200 OK: not a post that succeeded.
+    let html = export_and_post(&bob, &file, &url, "tok-123");
+    let incomplete = assert_post_failed(&html, &file, &url);
+    assert_eq!(incomplete["http_status"], 200);
+    assert_eq!(incomplete["fhir_stored"], "unknown");
+    for needle in [
+        "answered HTTP 200 OK but its answer is not FHIR JSON, not a transaction-response (it begins \"<html><body><h1>Proxy login",
+        "may or may not have stored it",
+        "ask the FHIR server's administrators whether the bundle arrived",
+    ] {
+        assert!(
+            html.stderr.contains(needle),
+            "{needle:?} in {}",
+            html.stderr
+        );
+    }
+    assert_eq!(audited(&admin, &[&file_name, &url_name]), [1, 0]);
+
+    // A transaction-response one entry short: not a success either.
+    let short = retry(&bob, &html, "tok-123");
+    let again = assert_post_failed(&short, &file, &url);
+    assert_eq!(again["fhir_stored"], "unknown");
+    assert_eq!(again["retry_args"], incomplete["retry_args"]);
+    assert!(
+        short.stderr.contains(
+            "answered HTTP 200 OK but its transaction-response has 1 entry for the 2 sent"
+        ),
+        "{}",
+        short.stderr
+    );
+    assert_eq!(audited(&admin, &[&file_name, &url_name]), [2, 0]);
+
+    let done = retry(&bob, &short, "tok-123");
+    ok(&done);
+    assert_eq!(done.event("posted")["created"], 2);
+    assert_eq!(audited(&admin, &[&file_name, &url_name]), [3, 1]);
     assert_eq!(fhir.join().map_err(|_| "the FHIR server failed")?.len(), 3);
     Ok(())
 }

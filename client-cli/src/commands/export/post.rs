@@ -204,7 +204,15 @@ pub async fn post(
             failed_entries: failed_entries(bundle, &body),
         });
     }
-    let outcomes = Outcomes::of(&body);
+    // A 2xx is a success only with the transaction-response a FHIR server
+    // gives: a proxy's HTML page, an empty body or a short bundle says
+    // nothing of what was stored.
+    let outcomes = Outcomes::of(&body, sent_entries(bundle)).map_err(|what| PostError {
+        reason: format!("the FHIR server answered HTTP {status} {reason} but {what}"),
+        reached: Reached::Unknown,
+        http_status: Some(status),
+        failed_entries: Vec::new(),
+    })?;
     if !outcomes.failed.is_empty() {
         let failed = outcomes.failed.len();
         return Err(PostError {
@@ -342,28 +350,86 @@ struct Outcomes {
 }
 
 impl Outcomes {
-    fn of(body: &[u8]) -> Self {
+    /// Reads the answer to a transaction of `sent` entries; the error,
+    /// when it is not a transaction-response with one entry for each,
+    /// says what it is instead.
+    fn of(body: &[u8], sent: usize) -> Result<Self, String> {
         let mut out = Self::default();
-        let Ok(v) = serde_json::from_slice::<Value>(body) else {
-            return out;
+        let v = match serde_json::from_slice::<Value>(body) {
+            Ok(v) if v["resourceType"] == "Bundle" && v["type"] == "transaction-response" => v,
+            Ok(v) => return Err(not_a_response(Some(&v), body)),
+            Err(_) => return Err(not_a_response(None, body)),
         };
-        let Some(entries) = v["entry"].as_array() else {
-            return out;
-        };
+        let entries = v["entry"].as_array().map_or(&[][..], Vec::as_slice);
+        if entries.len() != sent {
+            return Err(format!(
+                "its transaction-response has {} for the {} sent",
+                plural(entries.len(), "entry", "entries"),
+                sent
+            ));
+        }
         out.total = entries.len();
         for (i, e) in entries.iter().enumerate() {
             let status = e["response"]["status"].as_str().unwrap_or("").trim();
-            if status.starts_with("201") {
+            let code = status_code(status);
+            if code == Some(201) {
                 out.created += 1;
-            } else if status.starts_with("200") {
+            } else if code == Some(200) {
                 out.existing += 1;
-            } else if !status.starts_with('2') {
+            } else if !code.is_some_and(|c| (200..300).contains(&c)) {
                 let said = outcome_text(&e["response"]["outcome"]);
                 let status = (!status.is_empty()).then(|| bounded(status, 60));
                 out.failed.push((i, status, said));
             }
         }
-        out
+        Ok(out)
+    }
+}
+
+/// The HTTP status code at the start of a `response.status` ("201 Created").
+fn status_code(status: &str) -> Option<u16> {
+    let code = status.split_whitespace().next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+/// How many entries the transaction bundle `bundle` holds.
+fn sent_entries(bundle: &[u8]) -> usize {
+    serde_json::from_slice::<Value>(bundle)
+        .ok()
+        .and_then(|v| v["entry"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// What an answer that is not a transaction-response is, for an error
+/// message (`json`: the body parsed, when it is JSON).
+fn not_a_response(json: Option<&Value>, body: &[u8]) -> String {
+    let Some(v) = json else {
+        let text = String::from_utf8_lossy(body);
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() {
+            return "its answer is empty, not a FHIR transaction-response".into();
+        }
+        return format!(
+            "its answer is not FHIR JSON, not a transaction-response (it begins \"{}\")",
+            bounded(&text, 80)
+        );
+    };
+    let text = |k: &str| v[k].as_str().map(|t| bounded(t, 60));
+    match (text("resourceType"), text("type")) {
+        (Some(r), t) if r == "Bundle" => format!(
+            "its answer is a Bundle of type {}, not a transaction-response",
+            t.unwrap_or_else(|| "(none)".into())
+        ),
+        (Some(r), _) => format!(
+            "its answer is a FHIR {r}, not a transaction-response{}",
+            outcome_text(v)
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        ),
+        (None, _) => "its answer is JSON but not a FHIR transaction-response".into(),
     }
 }
 
@@ -494,7 +560,7 @@ mod tests {
         let bundle = br#"{"resourceType":"Bundle","type":"transaction-response","entry":[
             {"response":{"status":"201 Created"}},{"response":{"status":"201"}},
             {"response":{"status":"200 OK"}}]}"#;
-        let o = Outcomes::of(bundle);
+        let o = Outcomes::of(bundle, 3).expect("a transaction-response");
         assert_eq!((o.total, o.created, o.existing), (3, 2, 1));
         assert!(o.failed.is_empty());
         let outcome = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"Unknown system\u001b[2J"}]}"#;
@@ -502,6 +568,46 @@ mod tests {
             diagnostics(outcome).as_deref(),
             Some("Unknown system\u{fffd}[2J")
         );
+    }
+
+    #[test]
+    fn only_a_transaction_response_with_an_entry_for_each_sent_counts() {
+        let refused =
+            |body: &[u8], sent: usize| Outcomes::of(body, sent).expect_err("not a success");
+        assert_eq!(
+            refused(b"", 4),
+            "its answer is empty, not a FHIR transaction-response"
+        );
+        let html = refused(b"<html>\n<body>Proxy login</body></html>", 4);
+        assert!(html.contains("not FHIR JSON"), "{html}");
+        assert!(html.contains("\"<html> <body>Proxy login"), "{html}");
+        assert_eq!(
+            refused(br#"{"resourceType":"Bundle","type":"searchset"}"#, 4),
+            "its answer is a Bundle of type searchset, not a transaction-response"
+        );
+        let outcome = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"information","diagnostics":"queued"}]}"#;
+        assert_eq!(
+            refused(outcome, 4),
+            "its answer is a FHIR OperationOutcome, not a transaction-response: queued"
+        );
+        let two = br#"{"resourceType":"Bundle","type":"transaction-response","entry":[
+            {"response":{"status":"201 Created"}},{"response":{"status":"201 Created"}}]}"#;
+        assert_eq!(
+            refused(two, 4),
+            "its transaction-response has 2 entries for the 4 sent"
+        );
+        assert!(Outcomes::of(two, 2).is_ok());
+        let none = br#"{"resourceType":"Bundle","type":"transaction-response"}"#;
+        assert_eq!(
+            refused(none, 4),
+            "its transaction-response has 0 entries for the 4 sent"
+        );
+        // An entry without a 2xx status is a failed entry.
+        let odd = br#"{"resourceType":"Bundle","type":"transaction-response","entry":[
+            {"response":{"status":"2"}},{"response":{}},{"response":{"status":"204"}}]}"#;
+        let o = Outcomes::of(odd, 3).expect("a transaction-response");
+        assert_eq!(o.failed.iter().map(|f| f.0).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(sent_entries(&sent()), 4);
     }
 
     /// A transaction bundle of two messages, as the client sends it.
@@ -525,7 +631,7 @@ mod tests {
             {"response":{"status":"422 Unprocessable Entity","outcome":{"resourceType":"OperationOutcome",
               "issue":[{"severity":"error","code":"invalid","diagnostics":"subject unknown"}]}}},
             {"response":{"status":"200 OK"}}]}"#;
-        let o = Outcomes::of(answer);
+        let o = Outcomes::of(answer, 4).expect("a transaction-response");
         assert_eq!((o.total, o.created, o.existing), (4, 2, 1));
         let named = describe(&sent(), o.failed);
         assert_eq!(
