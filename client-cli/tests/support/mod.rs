@@ -42,9 +42,33 @@ pub struct TestServer {
     data_dir: PathBuf,
     addr: std::net::SocketAddr,
     tls: Tls,
+    /// The listening socket bound at start, until the first launch takes
+    /// it: binding a probed port again later races other tests' client
+    /// sockets for the same ephemeral port.
+    reserved: Option<std::net::TcpListener>,
     serving: Option<Serving>,
     // Dropped last (fields drop in order), once the server has let go of it.
     _dir: tempfile::TempDir,
+}
+
+/// Binds the port a stopped server used, for its restart. A client socket
+/// of another test may hold that port as its ephemeral port for a moment;
+/// binding is retried until it is free, within the wait.
+async fn bind_again(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the server's port stayed in use: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("bind the loopback port: {e}"),
+        }
+    }
 }
 
 /// The stop switch of a server that is running.
@@ -67,9 +91,8 @@ impl TestServer {
     fn start_with(tls: Tls) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let clock = Clock::system();
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-        let addr = probe.local_addr().expect("bound address");
-        drop(probe);
+        let reserved = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let addr = reserved.local_addr().expect("bound address");
         let mut server = Self {
             url: String::new(),
             admin_code: String::new(),
@@ -79,6 +102,7 @@ impl TestServer {
             data_dir: dir.path().to_path_buf(),
             addr,
             tls,
+            reserved: Some(reserved),
             serving: None,
             _dir: dir,
         };
@@ -97,9 +121,14 @@ impl TestServer {
             .enable_all()
             .build()
             .expect("server runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(self.addr))
-            .expect("bind the loopback port");
+        let listener = match self.reserved.take() {
+            Some(std) => {
+                std.set_nonblocking(true).expect("a non-blocking listener");
+                let _in_runtime = runtime.enter();
+                tokio::net::TcpListener::from_std(std).expect("the reserved listener")
+            }
+            None => runtime.block_on(bind_again(self.addr)),
+        };
         let mut config = Config::new(self.addr, self.data_dir.clone());
         config.tls = self.tls.clone();
         self.session_ttl = Duration::from_millis(
