@@ -1,6 +1,8 @@
 //! Envelope seal and open for conversations of 1, 10 and 100 recipient
 //! devices: the sender's cost per message, and each receiver's.
 
+mod common;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use wardline_protocol::{
     Body, BodyKind, ConversationId, DeviceId, DeviceSecrets, Header, MessageId, Priority,
@@ -83,11 +85,7 @@ fn seal_and_open(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    // Short runs: the machine is two shared cores.
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(std::time::Duration::from_millis(500))
-        .measurement_time(std::time::Duration::from_secs(3));
+    config = common::short(3);
     targets = seal_and_open
 }
 criterion_main!(benches);

@@ -2,6 +2,8 @@
 //! encoding `send`, the server decoding it and splitting the envelope, the
 //! server rendering each device's `message` push, and a client decoding it.
 
+mod common;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use wardline_protocol::wire::{self, Request, Send, SplitEnvelope};
 use wardline_protocol::{
@@ -80,10 +82,7 @@ fn frames(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(std::time::Duration::from_millis(500))
-        .measurement_time(std::time::Duration::from_secs(2));
+    config = common::short(2);
     targets = frames
 }
 criterion_main!(benches);

@@ -5,6 +5,8 @@
 //! The data directory is a temporary one on the same disk as the target
 //! directory (`TMPDIR` moves it), so the fsync cost is that disk's.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -130,10 +132,7 @@ fn append(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(std::time::Duration::from_millis(500))
-        .measurement_time(std::time::Duration::from_secs(3));
+    config = common::short(3);
     targets = append
 }
 criterion_main!(benches);

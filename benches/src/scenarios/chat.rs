@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::talk::{self, Shape};
-use super::{Env, finish, params, val};
+use super::{Env, finish, params, server_param, val};
 use crate::cli::{Common, TrafficArgs};
 use crate::driver::Pace;
 use crate::report::{Report, Target};
@@ -85,10 +85,7 @@ pub async fn run(
             ("duration_s", json!(common.duration)),
             ("warmup_s", json!(common.warmup)),
             ("ack_ms", json!(traffic.ack_ms)),
-            (
-                "server",
-                json!(if common.spawn { "spawned" } else { "external" }),
-            ),
+            server_param(common),
         ]),
         setup: params([
             ("provisioning", val(world.provision)),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde_json::json;
 
-use super::{Env, finish, params, secs, val};
+use super::{Env, finish, params, secs, server_param, val};
 use crate::cli::Common;
 use crate::hold::{self, Closed, Job, Login, Opened, Worker};
 use crate::procstat::{Sample, Watched};
@@ -273,10 +273,7 @@ pub async fn run(common: &Common, mut args: IdleArgs) -> anyhow::Result<()> {
             ("workers", json!(args.workers)),
             ("connect_concurrency", json!(args.concurrency)),
             ("spread_sources", json!(!common.no_spread)),
-            (
-                "server",
-                json!(if common.spawn { "spawned" } else { "external" }),
-            ),
+            server_param(common),
         ]),
         setup: params([("provisioning", val(provision))]),
         wardline,

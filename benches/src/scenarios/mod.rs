@@ -144,6 +144,12 @@ pub fn params<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Val
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
+/// Whether the harness started the server, as a report parameter.
+pub fn server_param(common: &Common) -> (&'static str, Value) {
+    let how = if common.spawn { "spawned" } else { "external" };
+    ("server", Value::from(how))
+}
+
 /// A JSON value of anything serialisable.
 pub fn val(v: impl Serialize) -> Value {
     serde_json::to_value(v).expect("report values serialise")

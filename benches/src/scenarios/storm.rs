@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wardline_protocol::wire::{self, ServerFrame};
 use wardline_protocol::{DeviceId, DeviceSecrets, SigPublicKey, envelope};
 
-use super::{Env, finish, params, val};
+use super::{Env, finish, params, server_param, val};
 use crate::cli::Common;
 use crate::client::Sources;
 use crate::driver::{self, AckStyle, Conn, Outgoing, Pace};
@@ -582,10 +582,7 @@ pub async fn run(common: &Common, args: StormArgs) -> anyhow::Result<()> {
             ("senders", json!(args.senders)),
             ("connect_concurrency", json!(args.concurrency)),
             ("body_bytes", json!(common.body_bytes)),
-            (
-                "server",
-                json!(if common.spawn { "spawned" } else { "external" }),
-            ),
+            server_param(common),
         ]),
         setup: setup_map,
         wardline,
