@@ -180,11 +180,6 @@ impl SledStore {
         self.space.check(f(&self.db))
     }
 
-    /// A kind's cache generation: changes whenever that kind is written.
-    fn generation(&self, kind: &AtomicU64) -> u64 {
-        kind.load(Ordering::Acquire)
-    }
-
     fn check_key(&self) -> Result<()> {
         match self.read(|d| Ok(d.meta.get(b"key_check")?))? {
             Some(v) => match self.sealer.open("meta", b"key_check", &v) {
@@ -278,7 +273,7 @@ impl Store for SledStore {
     }
 
     fn user(&self, id: &UserId) -> Result<Option<User>> {
-        let g = self.generation(&self.cache.users_gen);
+        let g = self.cache.users_gen.load(Ordering::Acquire);
         cached(&self.cache.users, g, id, || {
             self.read(|d| self.get(&d.users, "users", &keys::id(id.as_str())))
         })
@@ -326,7 +321,7 @@ impl Store for SledStore {
     }
 
     fn devices_of(&self, user: &UserId) -> Result<Vec<Device>> {
-        let g = self.generation(&self.cache.devices_gen);
+        let g = self.cache.devices_gen.load(Ordering::Acquire);
         cached(&self.cache.devices_of, g, user, || {
             self.read(|d| self.load_devices_of(d, user))
         })
@@ -420,7 +415,7 @@ impl Store for SledStore {
     }
 
     fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>> {
-        let g = self.generation(&self.cache.convs_gen);
+        let g = self.cache.convs_gen.load(Ordering::Acquire);
         cached(&self.cache.convs, g, id, || {
             self.read(|d| self.get(&d.conversations, "conversations", &keys::id(id.as_str())))
         })
