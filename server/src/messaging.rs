@@ -78,23 +78,27 @@ pub fn check_send(
             ));
         }
     }
-    let mut expected = BTreeSet::new();
+    // Every active device of every member must be named, and nothing else:
+    // count the matches, and only on a mismatch work out what is extra.
+    let mut matched = 0;
+    let mut missing = Vec::new();
+    let mut expected = Vec::new();
     for m in &conv.members {
         for d in active_devices(state, m)? {
-            expected.insert(d.id);
+            if named.contains(&d.id) {
+                matched += 1;
+                expected.push(d.id);
+            } else {
+                missing.push(d.id);
+            }
         }
     }
-    let missing: Vec<DeviceId> = expected
-        .iter()
-        .filter(|d| !named.contains(d))
-        .cloned()
-        .collect();
-    let extra: Vec<DeviceId> = named
-        .iter()
-        .filter(|d| !expected.contains(**d))
-        .map(|d| (*d).clone())
-        .collect();
-    if !missing.is_empty() || !extra.is_empty() {
+    if !missing.is_empty() || matched != named.len() {
+        let extra: Vec<DeviceId> = named
+            .iter()
+            .filter(|d| !expected.contains(d))
+            .map(|d| (*d).clone())
+            .collect();
         return Err(ApiError::device_mismatch(missing, extra));
     }
     Ok(SendPlan::Store(NewMessage {
